@@ -1,0 +1,240 @@
+import CFTKV
+import CMPI
+import FTKVCore
+import Glibc
+
+// The C entry points of include/ftkv.h and nothing else: check arguments, map handles to
+// engines, and turn every failure into a result code. Nothing may trap or throw across this
+// boundary: a Swift trap would kill the application's whole MPI job.
+
+/// Runs `body` on the engine behind `kv`, mapping failures to codes and kv_errmsg text.
+@inline(__always)
+private func withEngine(_ kv: OpaquePointer?, _ body: (Engine) throws -> Int32) -> Int32 {
+    guard let handle = Handles.lookup(kv) else {
+        let what = kv == nil ? "the kv_store handle is NULL" : "the kv_store handle is not open (closed, or never returned by kv_open)"
+        ErrorText.setGlobal(what)
+        return KVCode.misuse.rawValue
+    }
+    do {
+        return try body(handle.engine)
+    } catch let failure as KVFailure {
+        ErrorText.set(handle, failure.message)
+        return failure.code.rawValue
+    } catch {
+        ErrorText.set(handle, "unexpected error: \(error)")
+        return KVCode.internal.rawValue
+    }
+}
+
+private func keyBuffer(_ key: UnsafeRawPointer?, _ keylen: Int) throws -> UnsafeRawBufferPointer {
+    guard let key else { throw KVFailure(.invalid, "key is NULL") }
+    guard keylen >= 1 else { throw KVFailure(.invalid, keylen == 0 ? "key length is 0 (keys are 1 to \(Engine.maxKeyLength) bytes)" : "key length exceeds the limit of \(Engine.maxKeyLength) bytes") }
+    guard keylen <= Engine.maxKeyLength else {
+        throw KVFailure(.invalid, "key of \(keylen) bytes exceeds the limit of \(Engine.maxKeyLength)")
+    }
+    return UnsafeRawBufferPointer(start: key, count: keylen)
+}
+
+private func valueBuffer(_ value: UnsafeRawPointer?, _ valuelen: Int) throws -> UnsafeRawBufferPointer {
+    // size_t beyond Int.max arrives negative: too large either way.
+    guard valuelen >= 0, valuelen <= Engine.maxValueLength else {
+        throw KVFailure(.invalid, "value length exceeds the limit of \(Engine.maxValueLength) bytes")
+    }
+    guard value != nil || valuelen == 0 else { throw KVFailure(.invalid, "value is NULL but its length is \(valuelen)") }
+    return UnsafeRawBufferPointer(start: valuelen == 0 ? nil : value, count: valuelen)
+}
+
+/// The ftkv_* keys of an MPI_Info (others are the application's business).
+private func infoOptions(_ info: MPI_Info?) throws -> [String: String] {
+    guard let info, info != cmpi_info_null() else { return [:] }
+    var options: [String: String] = [:]
+    var nkeys: Int32 = 0
+    guard MPI_Info_get_nkeys(info, &nkeys) == MPI_SUCCESS else {
+        throw KVFailure(.invalid, "the MPI_Info passed to kv_open is not valid")
+    }
+    var keyBuf = [CChar](repeating: 0, count: Int(MPI_MAX_INFO_KEY) + 1)
+    for i in 0..<nkeys {
+        guard MPI_Info_get_nthkey(info, i, &keyBuf) == MPI_SUCCESS else { continue }
+        let key = String(cString: keyBuf)
+        guard key.hasPrefix("ftkv_") else { continue }
+        var length: Int32 = 0
+        var flag: Int32 = 0
+        guard MPI_Info_get_valuelen(info, key, &length, &flag) == MPI_SUCCESS, flag != 0, length >= 0 else { continue }
+        var valueBuf = [CChar](repeating: 0, count: Int(length) + 1)
+        guard MPI_Info_get(info, key, length, &valueBuf, &flag) == MPI_SUCCESS, flag != 0 else { continue }
+        options[key] = String(cString: valueBuf)
+    }
+    return options
+}
+
+private func open(_ comm: () -> MPI_Comm?, _ name: () -> String?, _ info: () -> MPI_Info?,
+                  _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guard let kv else {
+        ErrorText.setGlobal("kv_open: the kv_store** argument is NULL")
+        return KVCode.misuse.rawValue
+    }
+    kv.pointee = nil
+    do {
+        // Checked before touching any MPI object (MPI_Info, Fortran handle conversion).
+        switch MPIState.current {
+        case .notInitialized: throw KVFailure(.misuse, "MPI is not initialised: call MPI_Init before kv_open")
+        case .finalized: throw KVFailure(.misuse, "MPI has been finalised: kv_open is no longer possible")
+        case .usable: break
+        }
+        // A bad info is reported after the collective agreement, like any local problem.
+        let engine: Engine
+        do {
+            let options = try infoOptions(info())
+            engine = try Engine.open(comm: comm(), name: name(), options: options)
+        }
+        guard let handle = Handles.insert(engine) else {
+            try? engine.close()
+            throw KVFailure(.noMemory, "too many open stores in this process")
+        }
+        kv.pointee = handle
+        return KVCode.ok.rawValue
+    } catch let failure as KVFailure {
+        ErrorText.setGlobal("kv_open: \(failure.message)")
+        return failure.code.rawValue
+    } catch {
+        ErrorText.setGlobal("kv_open: unexpected error: \(error)")
+        return KVCode.internal.rawValue
+    }
+}
+
+@c @implementation
+public func kv_open(_ comm: MPI_Comm?, _ name: UnsafePointer<CChar>?, _ info: MPI_Info?,
+                    _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    open({ comm }, { name.map { String(cString: $0) } }, { info }, kv)
+}
+
+@c @implementation
+public func kv_open_f(_ comm: Int32, _ name: UnsafePointer<CChar>?, _ namelen: Int, _ info: Int32,
+                      _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    open({ cmpi_comm_f2c(comm) }, {
+        guard let name, namelen >= 0, namelen <= 4096 else { return nil }
+        let bytes = UnsafeRawBufferPointer(start: name, count: namelen)
+        // Fortran strings are blank-padded.
+        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " ")
+    }, { cmpi_info_f2c(info) }, kv)
+}
+
+@c @implementation
+public func kv_close(_ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guard let kv, let value = kv.pointee else { return KVCode.ok.rawValue }
+    kv.pointee = nil
+    guard let handle = Handles.remove(value) else {
+        ErrorText.setGlobal("kv_close: the kv_store handle is not open (closed twice?)")
+        return KVCode.misuse.rawValue
+    }
+    do {
+        try handle.engine.close()
+        return KVCode.ok.rawValue
+    } catch let failure as KVFailure {
+        ErrorText.setGlobal("kv_close: \(failure.message)")
+        return failure.code.rawValue
+    } catch {
+        ErrorText.setGlobal("kv_close: unexpected error: \(error)")
+        return KVCode.internal.rawValue
+    }
+}
+
+@c @implementation
+public func kv_put(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
+                   _ value: UnsafeRawPointer?, _ valuelen: Int) -> Int32 {
+    withEngine(kv) { engine in
+        try engine.put(key: try keyBuffer(key, keylen), value: try valueBuffer(value, valuelen))
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
+public func kv_get(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
+                   _ buf: UnsafeMutableRawPointer?, _ bufsize: Int, _ valuelen: UnsafeMutablePointer<Int>?) -> Int32 {
+    valuelen?.pointee = 0
+    return withEngine(kv) { engine in
+        let k = try keyBuffer(key, keylen)
+        // bufsize beyond Int.max (negative here) cannot be a real buffer: treat as "huge".
+        let buffer = buf.map { UnsafeMutableRawBufferPointer(start: $0, count: bufsize < 0 ? Int.max : bufsize) }
+        switch try engine.get(key: k, into: buffer) {
+        case .found(let length):
+            valuelen?.pointee = length
+            return KVCode.ok.rawValue
+        case .tooSmall(let length):
+            valuelen?.pointee = length
+            throw KVFailure(.tooSmall, "value of \(length) bytes does not fit the \(bufsize)-byte buffer")
+        case .notFound:
+            return KVCode.notFound.rawValue
+        }
+    }
+}
+
+@c @implementation
+public func kv_del(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int) -> Int32 {
+    withEngine(kv) { engine in
+        try engine.del(key: try keyBuffer(key, keylen))
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
+public func kv_fence(_ kv: OpaquePointer?) -> Int32 {
+    withEngine(kv) { engine in
+        try engine.fence()
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
+public func kv_locate(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
+                      _ ranks: UnsafeMutablePointer<Int32>?, _ maxranks: Int32, _ nranks: UnsafeMutablePointer<Int32>?) -> Int32 {
+    withEngine(kv) { engine in
+        guard let nranks else { throw KVFailure(.invalid, "nranks is NULL") }
+        guard maxranks >= 0, maxranks == 0 || ranks != nil else {
+            throw KVFailure(.invalid, "ranks is NULL or maxranks is negative")
+        }
+        let located = try engine.locate(key: try keyBuffer(key, keylen))
+        for (i, r) in located.prefix(Int(maxranks)).enumerated() { ranks![i] = r }
+        nranks.pointee = Int32(located.count)
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
+public func kv_stat(_ kv: OpaquePointer?, _ what: Int32, _ value: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    withEngine(kv) { engine in
+        guard let value else { throw KVFailure(.invalid, "value is NULL") }
+        guard let kind = StatKind(rawValue: what) else { throw KVFailure(.invalid, "unknown statistic \(what)") }
+        value.pointee = try engine.stat(kind)
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
+public func kv_strerror(_ code: Int32) -> UnsafePointer<CChar>? {
+    UnsafePointer(StaticText.codes[code] ?? StaticText.unknownCode)
+}
+
+@c @implementation
+public func kv_errmsg(_ kv: OpaquePointer?) -> UnsafePointer<CChar>? {
+    guard let handle = Handles.lookup(kv) else { return ErrorText.globalText() }
+    return ErrorText.text(of: handle)
+}
+
+@c @implementation
+public func kv_version(_ major: UnsafeMutablePointer<Int32>?, _ minor: UnsafeMutablePointer<Int32>?,
+                       _ patch: UnsafeMutablePointer<Int32>?) -> UnsafePointer<CChar>? {
+    major?.pointee = LibraryVersion.major
+    minor?.pointee = LibraryVersion.minor
+    patch?.pointee = LibraryVersion.patch
+    return UnsafePointer(StaticText.version)
+}
+
+private extension String {
+    func trimmingCharacters(in set: Character) -> String {
+        var s = Substring(self)
+        while s.last == set { s.removeLast() }
+        while s.first == set { s.removeFirst() }
+        return String(s)
+    }
+}

@@ -1,0 +1,116 @@
+import Glibc
+
+/// When other ranks see a put.
+public enum Consistency: Int32, Sendable {
+    /// Puts are buffered on the writer and made visible everywhere by the next fence (default).
+    case fence = 0
+    /// kv_put returns after every replica holds the value.
+    case sequential = 1
+}
+
+/// Who serves remote requests.
+public enum ProgressMode: Sendable, Equatable {
+    /// A background thread when MPI gives MPI_THREAD_MULTIPLE, else inside library calls.
+    case auto
+    /// Always a background thread; kv_open fails if MPI does not give MPI_THREAD_MULTIPLE.
+    case thread
+    /// Only inside library calls.
+    case inline
+}
+
+/// The options of one store. Every key is documented in docs/configuration.md.
+/// Values come from the MPI_Info given to kv_open (or the Swift options dictionary); an
+/// environment variable of the same name in upper case overrides it.
+public struct StoreConfig: Sendable, Equatable {
+    public var replicas = 2
+    public var consistency = Consistency.fence
+    public var progress = ProgressMode.auto
+    /// Seconds any wait on another rank may take before KV_ETIMEDOUT.
+    public var timeoutSeconds = 60.0
+    /// This rank's node name; nil means the shared-memory group from MPI_Comm_split_type.
+    public var node: String?
+
+    public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node"]
+
+    public init() {}
+
+    /// Parses options; `given` holds the info keys, `environment` looks up variables
+    /// (injectable for tests). Unknown ftkv_* info keys are rejected to catch typos.
+    public static func parse(given: [String: String],
+                             environment: (String) -> String? = StoreConfig.processEnvironment) throws -> StoreConfig {
+        for key in given.keys where key.hasPrefix("ftkv_") && !keys.contains(key) {
+            throw KVFailure(.invalid, "unknown option '\(key)' (known: \(keys.joined(separator: ", ")))")
+        }
+        func value(_ key: String) -> (String, String)? {
+            if let env = environment(key.uppercased()) { return (env, "environment variable \(key.uppercased())") }
+            if let info = given[key] { return (info, "info key \(key)") }
+            return nil
+        }
+        var config = StoreConfig()
+        if let (text, source) = value("ftkv_replicas") {
+            guard let r = Int(text.trimmingSpaces), r >= 1, r <= 64 else {
+                throw KVFailure(.invalid, "\(source) = '\(text)': expected an integer from 1 to 64")
+            }
+            config.replicas = r
+        }
+        if let (text, source) = value("ftkv_consistency") {
+            switch text.trimmingSpaces.lowercased() {
+            case "fence": config.consistency = .fence
+            case "sequential": config.consistency = .sequential
+            default: throw KVFailure(.invalid, "\(source) = '\(text)': expected 'fence' or 'sequential'")
+            }
+        }
+        if let (text, source) = value("ftkv_progress") {
+            switch text.trimmingSpaces.lowercased() {
+            case "auto": config.progress = .auto
+            case "thread": config.progress = .thread
+            case "inline": config.progress = .inline
+            default: throw KVFailure(.invalid, "\(source) = '\(text)': expected 'auto', 'thread' or 'inline'")
+            }
+        }
+        if let (text, source) = value("ftkv_timeout") {
+            guard let t = Double(text.trimmingSpaces), t.isFinite, t > 0, t <= 86_400 * 7 else {
+                throw KVFailure(.invalid, "\(source) = '\(text)': expected seconds, > 0")
+            }
+            config.timeoutSeconds = t
+        }
+        if let (text, source) = value("ftkv_node") {
+            let name = text.trimmingSpaces
+            guard !name.isEmpty, name.utf8.count <= 256 else {
+                throw KVFailure(.invalid, "\(source) = '\(text)': expected a node name of 1 to 256 bytes")
+            }
+            config.node = name
+        }
+        return config
+    }
+
+    public static func processEnvironment(_ name: String) -> String? {
+        guard let p = getenv(name) else { return nil }
+        return String(cString: p)
+    }
+
+    /// Store names become file names later: keep them portable.
+    public static func validateName(_ name: String) throws {
+        let bytes = Array(name.utf8)
+        guard !bytes.isEmpty, bytes.count <= 128 else {
+            throw KVFailure(.invalid, "store name must be 1 to 128 characters, got \(bytes.count)")
+        }
+        for b in bytes {
+            let ok = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a)
+                || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "-")
+            guard ok else {
+                throw KVFailure(.invalid, "store name '\(name)' may only use A-Z a-z 0-9 . _ -")
+            }
+        }
+        guard name != "." && name != ".." else { throw KVFailure(.invalid, "store name cannot be '\(name)'") }
+    }
+}
+
+extension String {
+    var trimmingSpaces: String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\n" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\n" { s.removeLast() }
+        return String(s)
+    }
+}

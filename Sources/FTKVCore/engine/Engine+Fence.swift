@@ -1,0 +1,118 @@
+import CMPI
+
+/// kv_fence and kv_close: shipping buffered writes to their replicas, then agreeing they landed.
+extension Engine {
+    public func fence() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try checkUsable()
+        do {
+            try fenceLocked()
+        } catch {
+            noteFailure(error)
+            throw error
+        }
+    }
+
+    /// Ships pending writes, waits for every replica's ack, then a barrier: after it, every rank's
+    /// writes from before the fence are applied on all their replicas.
+    func fenceLocked() throws {
+        try flushPending()
+        try barrierLocked(what: "fence barrier")
+        fenceSeq += 1
+    }
+
+    /// Groups pending writes by replica rank into batches (chunks of Wire.batchChunkBytes), applies
+    /// the local ones directly and sends the rest, then waits for the acks.
+    private func flushPending() throws {
+        guard pending.count > 0 else { return }
+        var batches = [BatchBuilder?](repeating: nil, count: Int(transport.size))
+        var sealed: [(dest: Int32, message: MessageBuffer)] = []
+        defer { for b in batches { b?.writer.release() } }
+        try pending.forEach { rec in
+            try placement.withReplicas(ofHash: rec.hash) { set in
+                for dest in set {
+                    if dest == rank {
+                        try store.upsert(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp,
+                                         tombstone: rec.isTombstone, onlyIfNewer: true)
+                        continue
+                    }
+                    let d = Int(dest)
+                    let size = OpCodec.encodedSize(keyCount: rec.key.count, valueCount: rec.value.count)
+                    if let b = batches[d], b.count > 0, b.writer.count + size > Wire.batchChunkBytes {
+                        sealed.append((dest, try batches[d]!.seal()))
+                        batches[d] = nil
+                    }
+                    if batches[d] == nil { batches[d] = try BatchBuilder(header: transport.header(.apply, requestID: 0, argument: 0)) }
+                    try batches[d]!.add(rec)
+                }
+            }
+        }
+        for d in batches.indices where batches[d] != nil {
+            sealed.append((Int32(d), try batches[d]!.seal()))
+            batches[d] = nil
+        }
+        var ids: [UInt64] = []
+        for (dest, message) in sealed {
+            ids.append(try transport.sendRequest(message, to: dest))
+        }
+        try checkAcks(try waitForReplies(ids, what: "fence: replicas acknowledging \(ids.count) batches"))
+        pending.removeAll()
+    }
+
+    /// Collective: flushes (as fence), stops the progress thread and frees the communicator.
+    /// The engine is unusable afterwards whatever the result.
+    public func close() throws {
+        lock.lock()
+        var failure: Error?
+        switch state {
+        case .closed:
+            lock.unlock()
+            throw KVFailure(.misuse, "store '\(name)' is already closed")
+        case .finalized:
+            state = .closed
+            lock.unlock()
+            Lifecycle.unregister(self)
+            throw KVFailure(.misuse, "MPI was finalised before kv_close: memory released, nothing flushed")
+        case .broken(let f):
+            failure = f
+        case .open:
+            do { try fenceLocked() } catch { failure = error; noteFailure(error) }
+        }
+        lock.unlock()
+        progressThread?.stop()
+        lock.lock()
+        progressThread = nil
+        transport.drainSends(until: Deadline(seconds: min(config.timeoutSeconds, 5)))
+        if case .open = state {
+            var comm: MPI_Comm? = transport.comm
+            CommunicatorGate.exclusively { _ = MPI_Comm_free(&comm) }
+        }
+        state = .closed
+        lock.unlock()
+        Lifecycle.unregister(self)
+        if let failure { throw failure }
+    }
+}
+
+/// One apply message under construction: header first (request id and op count patched when
+/// sealed), then ops.
+struct BatchBuilder {
+    var writer: ByteWriter
+    var count: UInt64 = 0
+
+    init(header: Wire.Header) throws {
+        writer = try ByteWriter(reserving: 64 << 10)
+        try Wire.write(header, to: &writer)
+    }
+
+    mutating func add(_ rec: RecordView) throws {
+        try OpCodec.append(rec, to: &writer)
+        count += 1
+    }
+
+    mutating func seal() throws -> MessageBuffer {
+        writer.base.unsafelyUnwrapped.storeBytes(of: count.littleEndian, toByteOffset: 24, as: UInt64.self)
+        return try writer.finish()
+    }
+}

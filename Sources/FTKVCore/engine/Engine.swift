@@ -1,0 +1,218 @@
+import CMPI
+import Glibc
+
+/// What a get found.
+public enum GetOutcome: Equatable, Sendable {
+    /// The value, `length` bytes, was copied into the buffer (or only measured, with no buffer).
+    case found(length: Int)
+    /// The value is `length` bytes, longer than the buffer: nothing was written.
+    case tooSmall(length: Int)
+    case notFound
+}
+
+/// Statistics of one rank (kv_stat).
+public enum StatKind: Int32, CaseIterable, Sendable {
+    case rank = 1, size, replicas, nodes, localKeys, localBytes, pendingOps, progressThread, epoch, requestsServed
+}
+
+/// One open store on one rank: the engine behind both the C and the Swift API.
+///
+/// Concurrency: one lock guards all state; public calls take it, wait loops release it between
+/// polls (so the progress thread and other application threads get in), and the progress thread
+/// only ever try-locks it.
+public final class Engine: @unchecked Sendable {
+    public static let maxKeyLength = 65_536
+    public static let maxValueLength = 1 << 30
+
+    enum State {
+        case open
+        case broken(KVFailure) // a collective timed out or MPI failed: only close is possible
+        case finalized         // MPI_Finalize ran: no MPI call may be made
+        case closed
+    }
+
+    public let name: String
+    public let config: StoreConfig
+    /// The thread level MPI was initialised with (MPI_Query_thread).
+    public let threadLevel: Int32
+
+    let lock = FTKVLock()
+    var state = State.open
+    let transport: Transport
+    var view: View
+    var placement: Placement
+    /// Records this rank holds as a replica.
+    let store = RecordTable()
+    /// This rank's puts/dels since the last fence (fence consistency): read-your-writes, then
+    /// shipped to the replicas by the next fence.
+    let pending = RecordTable()
+    /// Fence intervals completed + 1, the same on every rank (fences are collective).
+    var fenceSeq: UInt64 = 1
+    var writeSeq: UInt64 = 0
+    var requestsServed: UInt64 = 0
+    var progressThread: ProgressThread?
+
+    var rank: Int32 { transport.rank }
+
+    init(name: String, config: StoreConfig, threadLevel: Int32, transport: Transport, view: View) {
+        self.name = name
+        self.config = config
+        self.threadLevel = threadLevel
+        self.transport = transport
+        self.view = view
+        self.placement = Placement(view: view, replicas: config.replicas)
+    }
+
+    // MARK: checks
+
+    /// Throws unless calls may proceed. Call with the lock held.
+    func checkUsable() throws {
+        switch state {
+        case .open: return
+        case .broken(let failure):
+            throw KVFailure(failure.code, "store '\(name)' is unusable after an earlier failure (\(failure.message)); close it")
+        case .finalized:
+            throw KVFailure(.misuse, "MPI has been finalised: store '\(name)' can no longer be used (close it to release memory)")
+        case .closed:
+            throw KVFailure(.misuse, "store '\(name)' is closed")
+        }
+    }
+
+    static func checkKey(_ key: UnsafeRawBufferPointer) throws {
+        guard key.count >= 1 else { throw KVFailure(.invalid, "key is empty (keys are 1 to \(maxKeyLength) bytes)") }
+        guard key.count <= maxKeyLength else {
+            throw KVFailure(.invalid, "key of \(key.count) bytes exceeds the limit of \(maxKeyLength)")
+        }
+    }
+
+    static func checkValue(_ value: UnsafeRawBufferPointer) throws {
+        guard value.count <= maxValueLength else {
+            throw KVFailure(.invalid, "value of \(value.count) bytes exceeds the limit of \(maxValueLength)")
+        }
+    }
+
+    /// A collective or MPI failure leaves the communicator in an unknown state: remember it.
+    func noteFailure(_ error: Error) {
+        if let f = error as? KVFailure, f.code == .timedOut || f.code == .mpi { state = .broken(f) }
+    }
+
+    // MARK: local operations
+
+    public func put(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) throws {
+        try Engine.checkKey(key)
+        try Engine.checkValue(value)
+        try write(key: key, value: value, tombstone: false)
+    }
+
+    public func del(key: UnsafeRawBufferPointer) throws {
+        try Engine.checkKey(key)
+        try write(key: key, value: UnsafeRawBufferPointer(start: nil, count: 0), tombstone: true)
+    }
+
+    private func write(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, tombstone: Bool) throws {
+        let hash = StableHash.hash(key)
+        lock.lock()
+        defer { lock.unlock() }
+        try checkUsable()
+        writeSeq += 1
+        let stamp = Stamp(fence: fenceSeq, rank: UInt32(bitPattern: rank), seq: writeSeq)
+        switch config.consistency {
+        case .fence:
+            try pending.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: false)
+        case .sequential:
+            let op = RecordView(key: key, value: tombstone ? UnsafeRawBufferPointer(start: nil, count: 0) : value,
+                                stamp: stamp, isTombstone: tombstone, hash: hash)
+            do {
+                try replicate(op)
+            } catch {
+                noteFailure(error)
+                throw error
+            }
+        }
+    }
+
+    public func get(key: UnsafeRawBufferPointer, into buffer: UnsafeMutableRawBufferPointer?) throws -> GetOutcome {
+        try Engine.checkKey(key)
+        let hash = StableHash.hash(key)
+        lock.lock()
+        defer { lock.unlock() }
+        try checkUsable()
+        if let mine = pending.find(key, hash: hash) {
+            return Engine.deliver(mine.isTombstone ? nil : mine.value, into: buffer)
+        }
+        let (isLocal, primary) = placement.withReplicas(ofHash: hash) { ($0.contains(rank), $0.first!) }
+        if isLocal {
+            let rec = store.find(key, hash: hash)
+            return Engine.deliver(rec.flatMap { $0.isTombstone ? nil : $0.value }, into: buffer)
+        }
+        do {
+            return try remoteGet(key: key, from: primary, into: buffer)
+        } catch {
+            noteFailure(error)
+            throw error
+        }
+    }
+
+    static func deliver(_ value: UnsafeRawBufferPointer?, into buffer: UnsafeMutableRawBufferPointer?) -> GetOutcome {
+        guard let value else { return .notFound }
+        guard let buffer else { return .found(length: value.count) }
+        guard value.count <= buffer.count else { return .tooSmall(length: value.count) }
+        if value.count > 0 { memcpy(buffer.baseAddress!, value.baseAddress!, value.count) }
+        return .found(length: value.count)
+    }
+
+    /// Ranks holding a key, primary first.
+    public func locate(key: UnsafeRawBufferPointer) throws -> [Int32] {
+        try Engine.checkKey(key)
+        let hash = StableHash.hash(key)
+        return try lock.withLock {
+            try checkUsable()
+            return placement.replicaRanks(ofHash: hash)
+        }
+    }
+
+    public func stat(_ what: StatKind) throws -> UInt64 {
+        try lock.withLock {
+            try checkUsable()
+            switch what {
+            case .rank: return UInt64(rank)
+            case .size: return UInt64(transport.size)
+            case .replicas: return UInt64(placement.replicas)
+            case .nodes: return UInt64(view.nodeCount)
+            case .localKeys: return UInt64(store.liveCount)
+            case .localBytes: return UInt64(store.liveBytes)
+            case .pendingOps: return UInt64(pending.count)
+            case .progressThread: return progressThread == nil ? 0 : 1
+            case .epoch: return UInt64(view.epoch)
+            case .requestsServed: return requestsServed
+            }
+        }
+    }
+
+    // MARK: progress
+
+    /// One round of progress by the background thread: never waits for the lock.
+    func backgroundStep() -> Bool {
+        guard CommunicatorGate.tryEnterShared() else { return false }
+        defer { CommunicatorGate.leaveShared() }
+        guard lock.tryLock() else { return false }
+        defer { lock.unlock() }
+        guard case .open = state else { return false }
+        do {
+            return try transport.progress(serve: serve)
+        } catch {
+            noteFailure(error)
+            return false
+        }
+    }
+
+    /// Called by the MPI_Finalize hook: no MPI call may follow.
+    func mpiFinalizing() {
+        progressThread?.stop()
+        lock.withLock {
+            progressThread = nil
+            if case .closed = state { return }
+            state = .finalized
+        }
+    }
+}

@@ -1,0 +1,42 @@
+import Glibc
+import Synchronization
+
+/// Serves remote requests while the application computes (only under MPI_THREAD_MULTIPLE).
+/// It spins briefly after activity, for latency, then sleeps in growing steps up to 1 ms, so an
+/// idle store costs well under 1% of a core (ftkv bench measures it).
+final class ProgressThread {
+    private var thread = pthread_t()
+    private let stopping = Atomic<Bool>(false)
+    private let step: () -> Bool
+
+    /// `step` makes one round of progress and says whether anything happened.
+    init(step: @escaping () -> Bool) {
+        self.step = step
+    }
+
+    func start() throws {
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { raw in
+            let me = Unmanaged<ProgressThread>.fromOpaque(raw!).takeRetainedValue()
+            me.run()
+            return nil
+        }, context)
+        if rc != 0 {
+            Unmanaged<ProgressThread>.fromOpaque(context).release()
+            throw KVFailure(.noMemory, "cannot start the progress thread (pthread_create: \(rc))")
+        }
+    }
+
+    private func run() {
+        var backoff = Backoff(spinRounds: 200, maxSleepMicros: 1000)
+        while !stopping.load(ordering: .acquiring) {
+            if step() { backoff.reset() } else { backoff.pause() }
+        }
+    }
+
+    /// Asks the thread to stop and waits for it.
+    func stop() {
+        stopping.store(true, ordering: .releasing)
+        pthread_join(thread, nil)
+    }
+}

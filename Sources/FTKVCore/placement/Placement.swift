@@ -1,0 +1,79 @@
+/// Key -> replica set, the same on every rank: a consistent-hash ring of virtual points per member
+/// (so a view change moves only the keys of the members that changed), replicas on the next
+/// members in ring order, preferring members on nodes not used yet, so losing a node loses at most
+/// one copy while there are at least r nodes. Replica sets are precomputed per ring segment, so a
+/// lookup is one binary search.
+public struct Placement: Sendable {
+    public let view: View
+    public let replicas: Int
+    private let points: [UInt64]      // sorted ring positions
+    private let sets: [Int32]         // points.count * replicas ranks, primary first
+
+    public init(view: View, replicas requested: Int) {
+        self.view = view
+        let n = view.members.count
+        replicas = max(1, min(requested, n))
+        // Enough virtual points for balance, few enough that big jobs stay cheap.
+        let perMember = max(16, min(128, 65_536 / max(n, 1)))
+        var ring: [(UInt64, Int)] = []
+        ring.reserveCapacity(n * perMember)
+        for (m, rank) in view.members.enumerated() {
+            for v in 0..<perMember {
+                var pair: (UInt32, UInt32) = (UInt32(bitPattern: rank).littleEndian, UInt32(v).littleEndian)
+                let h = withUnsafeBytes(of: &pair) { StableHash.hash($0, seed: 0x7269_6e67) }
+                ring.append((h, m))
+            }
+        }
+        ring.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
+        points = ring.map { $0.0 }
+        let wantNodes = min(replicas, view.nodeCount)
+        var sets: [Int32] = []
+        sets.reserveCapacity(ring.count * replicas)
+        for start in 0..<ring.count {
+            var chosen: [Int] = []
+            var usedNodes = Set<Int>()
+            // First pass: distinct members on distinct nodes, until r nodes (or all nodes) are used.
+            var i = start
+            while usedNodes.count < wantNodes {
+                let m = ring[i].1
+                if !usedNodes.contains(view.nodeOfMember[m]) && !chosen.contains(m) {
+                    chosen.append(m)
+                    usedNodes.insert(view.nodeOfMember[m])
+                }
+                i = (i + 1) % ring.count
+            }
+            // Second pass: fewer nodes than replicas, so fill with further distinct members.
+            i = start
+            while chosen.count < replicas {
+                let m = ring[i].1
+                if !chosen.contains(m) { chosen.append(m) }
+                i = (i + 1) % ring.count
+            }
+            sets.append(contentsOf: chosen.map { view.members[$0] })
+        }
+        self.sets = sets
+    }
+
+    /// The ring segment a key hash falls in: the first point at or after it, wrapping.
+    @inline(__always)
+    private func segment(_ hash: UInt64) -> Int {
+        var lo = 0
+        var hi = points.count
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if points[mid] < hash { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == points.count ? 0 : lo
+    }
+
+    /// Calls body with the replica ranks of a key hash, primary first.
+    @inline(__always)
+    public func withReplicas<R>(ofHash hash: UInt64, _ body: (ArraySlice<Int32>) throws -> R) rethrows -> R {
+        let s = segment(hash) * replicas
+        return try body(sets[s..<(s + replicas)])
+    }
+
+    public func replicaRanks(ofHash hash: UInt64) -> [Int32] {
+        withReplicas(ofHash: hash) { Array($0) }
+    }
+}

@@ -1,0 +1,96 @@
+import Glibc
+
+/// Bytes of one message, malloc'd so an allocation failure is a result code, not a trap.
+/// Kept alive until the MPI operation that reads or writes it has completed.
+public final class MessageBuffer {
+    public let base: UnsafeMutableRawPointer
+    public private(set) var count: Int
+    private var capacity: Int
+
+    public init?(capacity: Int) {
+        guard capacity >= 0, let p = malloc(max(capacity, 1)) else { return nil }
+        base = p
+        self.capacity = max(capacity, 1)
+        count = 0
+    }
+
+    deinit { free(base) }
+
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// Marks `n` bytes written directly at `base` (e.g. by MPI_Mrecv).
+    func setCount(_ n: Int) { count = n }
+}
+
+/// Appends little-endian fields to a growable buffer (messages are built once, then sent).
+struct ByteWriter {
+    private(set) var base: UnsafeMutableRawPointer?
+    private(set) var count = 0
+    private var capacity = 0
+
+    init(reserving n: Int) throws {
+        try reserve(n)
+    }
+
+    mutating func reserve(_ extra: Int) throws {
+        guard count + extra > capacity else { return }
+        var c = max(capacity * 2, 256)
+        while c < count + extra { c *= 2 }
+        guard let p = realloc(base, c) else { throw KVFailure(.noMemory, "cannot allocate a \(c)-byte message") }
+        base = p
+        capacity = c
+    }
+
+    mutating func append<T: FixedWidthInteger>(_ v: T) throws {
+        try reserve(MemoryLayout<T>.size)
+        base.unsafelyUnwrapped.storeBytes(of: v.littleEndian, toByteOffset: count, as: T.self)
+        count += MemoryLayout<T>.size
+    }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) throws {
+        guard bytes.count > 0 else { return }
+        try reserve(bytes.count)
+        memcpy(base.unsafelyUnwrapped + count, bytes.baseAddress!, bytes.count)
+        count += bytes.count
+    }
+
+    /// Hands the bytes over as a MessageBuffer (this writer is then empty).
+    mutating func finish() throws -> MessageBuffer {
+        guard let out = MessageBuffer(capacity: count) else {
+            throw KVFailure(.noMemory, "cannot allocate a \(count)-byte message")
+        }
+        if count > 0 { memcpy(out.base, base.unsafelyUnwrapped, count) }
+        out.setCount(count)
+        free(base)
+        base = nil
+        count = 0
+        capacity = 0
+        return out
+    }
+
+    func release() { free(base) }
+}
+
+/// Reads little-endian fields; every read is bounds-checked so a malformed message is an error.
+struct ByteReader {
+    let bytes: UnsafeRawBufferPointer
+    private(set) var offset = 0
+
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+    var remaining: Int { bytes.count - offset }
+
+    mutating func read<T: FixedWidthInteger>(_: T.Type) throws -> T {
+        guard remaining >= MemoryLayout<T>.size else { throw KVFailure(.mpi, "malformed message: truncated field") }
+        let v = T(littleEndian: bytes.baseAddress!.loadUnaligned(fromByteOffset: offset, as: T.self))
+        offset += MemoryLayout<T>.size
+        return v
+    }
+
+    mutating func read(count n: Int) throws -> UnsafeRawBufferPointer {
+        guard n >= 0, remaining >= n else { throw KVFailure(.mpi, "malformed message: truncated bytes") }
+        let slice = UnsafeRawBufferPointer(start: bytes.baseAddress.map { $0 + offset }, count: n)
+        offset += n
+        return slice
+    }
+}

@@ -1,0 +1,177 @@
+import CMPI
+
+/// A message received from another rank.
+struct Incoming {
+    let buffer: MessageBuffer
+    let header: Wire.Header
+    let source: Int32
+    /// The bytes after the header.
+    var body: ByteReader {
+        var r = ByteReader(buffer.bytes)
+        _ = try? r.read(count: Wire.headerSize)
+        return r
+    }
+}
+
+/// Framed requests and replies over the store's private communicator. Never blocks: sends are
+/// nonblocking and tracked until complete; receives use matched probes (MPI_Improbe/MPI_Mrecv,
+/// safe when several threads probe); waiting, with deadlines, belongs to the caller.
+/// Not thread-safe by itself: the engine calls it under its lock.
+final class Transport {
+    let comm: MPIComm
+    let rank: Int32
+    let size: Int32
+    var epoch: UInt32 = 0
+    private var nextRequestID: UInt64 = 1
+    private var inFlight: [(request: MPI_Request?, buffer: MessageBuffer)] = []
+    private var awaiting = Set<UInt64>()
+    private var replies: [UInt64: Incoming] = [:]
+
+    init(comm: MPIComm, rank: Int32, size: Int32) {
+        self.comm = comm
+        self.rank = rank
+        self.size = size
+    }
+
+    var sendsInFlight: Int { inFlight.count }
+
+    // MARK: sending
+
+    func header(_ kind: Wire.Kind, status: Wire.Status = .ok, requestID: UInt64, argument: UInt64) -> Wire.Header {
+        Wire.Header(kind: kind, status: status, epoch: epoch, sender: rank, requestID: requestID, argument: argument)
+    }
+
+    /// Sends a request to `dest`; the reply will be kept for `takeReply(id)`.
+    func sendRequest(to dest: Int32, kind: Wire.Kind, argument: UInt64,
+                     body: (inout ByteWriter) throws -> Void) throws -> UInt64 {
+        let id = nextRequestID
+        nextRequestID += 1
+        var w = try ByteWriter(reserving: Wire.headerSize)
+        do {
+            try Wire.write(header(kind, requestID: id, argument: argument), to: &w)
+            try body(&w)
+        } catch {
+            w.release()
+            throw error
+        }
+        try send(try w.finish(), to: dest, tag: Wire.requestTag)
+        awaiting.insert(id)
+        return id
+    }
+
+    /// Sends a request framed elsewhere (an apply batch): gives it a fresh id, patched into its header.
+    func sendRequest(_ message: MessageBuffer, to dest: Int32) throws -> UInt64 {
+        let id = nextRequestID
+        nextRequestID += 1
+        message.base.storeBytes(of: id.littleEndian, toByteOffset: 16, as: UInt64.self)
+        try send(message, to: dest, tag: Wire.requestTag)
+        awaiting.insert(id)
+        return id
+    }
+
+    /// Sends an already framed message (a request built elsewhere, or a reply).
+    func send(_ buffer: MessageBuffer, to dest: Int32, tag: Int32) throws {
+        guard buffer.count <= Int(Int32.max) else {
+            throw KVFailure(.internal, "message of \(buffer.count) bytes exceeds an MPI count")
+        }
+        var request: MPI_Request? = cmpi_request_null()
+        try mpiCheck(MPI_Isend(buffer.base, Int32(buffer.count), cmpi_byte(), dest, tag, comm, &request),
+                     "MPI_Isend to rank \(dest)")
+        inFlight.append((request, buffer))
+    }
+
+    /// A reply that arrived for request `id`, if any (taking it stops the wait for it).
+    func takeReply(_ id: UInt64) -> Incoming? {
+        guard let reply = replies.removeValue(forKey: id) else { return nil }
+        awaiting.remove(id)
+        return reply
+    }
+
+    /// Stops waiting for `id` (after a deadline): a late reply is dropped on arrival.
+    func abandon(_ id: UInt64) {
+        awaiting.remove(id)
+        replies.removeValue(forKey: id)
+    }
+
+    // MARK: progress
+
+    /// One round of progress: completes finished sends, serves arrived requests with `serve`
+    /// (which returns the reply, or nil for none) and files arrived replies. Returns whether
+    /// anything happened, so idle callers can back off.
+    func progress(serve: (Incoming) throws -> MessageBuffer?) throws -> Bool {
+        var active = try completeSends()
+        while let request = try receive(tag: Wire.requestTag) {
+            active = true
+            if let reply = try serve(request) {
+                try send(reply, to: request.source, tag: Wire.replyTag)
+            }
+        }
+        while let reply = try receive(tag: Wire.replyTag) {
+            active = true
+            if awaiting.contains(reply.header.requestID) {
+                replies[reply.header.requestID] = reply
+            }
+        }
+        return active
+    }
+
+    private func completeSends() throws -> Bool {
+        guard !inFlight.isEmpty else { return false }
+        var done = false
+        var i = 0
+        while i < inFlight.count {
+            var flag: Int32 = 0
+            try mpiCheck(MPI_Test(&inFlight[i].request, &flag, cmpi_status_ignore()), "MPI_Test of a send")
+            if flag != 0 {
+                inFlight.swapAt(i, inFlight.count - 1)
+                inFlight.removeLast()
+                done = true
+            } else {
+                i += 1
+            }
+        }
+        return done
+    }
+
+    /// Receives one message with `tag` if one has arrived. Malformed messages are dropped.
+    private func receive(tag: Int32) throws -> Incoming? {
+        while true {
+            var flag: Int32 = 0
+            var message: MPI_Message? = cmpi_message_null()
+            var status = MPI_Status()
+            try mpiCheck(MPI_Improbe(MPI_ANY_SOURCE, tag, comm, &flag, &message, &status), "MPI_Improbe")
+            guard flag != 0 else { return nil }
+            var count: Int32 = 0
+            try mpiCheck(MPI_Get_count(&status, cmpi_byte(), &count), "MPI_Get_count")
+            guard let buffer = MessageBuffer(capacity: Int(count)) else {
+                throw KVFailure(.noMemory, "cannot allocate \(count) bytes for a message from rank \(status.MPI_SOURCE)")
+            }
+            try mpiCheck(MPI_Mrecv(buffer.base, count, cmpi_byte(), &message, &status), "MPI_Mrecv")
+            buffer.setCount(Int(count))
+            var reader = ByteReader(buffer.bytes)
+            guard let header = try? Wire.readHeader(&reader) else { continue }
+            return Incoming(buffer: buffer, header: header, source: status.MPI_SOURCE)
+        }
+    }
+
+    /// Waits (politely, at most until `deadline`) for sends still in flight, then cancels any left:
+    /// a peer that never receives must not keep us from closing.
+    func drainSends(until deadline: Deadline) {
+        var backoff = Backoff(spinRounds: 100)
+        while !inFlight.isEmpty && !deadline.hasPassed {
+            if (try? completeSends()) == nil { break }
+            backoff.pause()
+        }
+        for i in inFlight.indices {
+            MPI_Cancel(&inFlight[i].request)
+            var flag: Int32 = 0
+            MPI_Test(&inFlight[i].request, &flag, cmpi_status_ignore())
+            if flag == 0 {
+                // Still owned by MPI: keep the bytes alive for good rather than free them under it.
+                _ = Unmanaged.passRetained(inFlight[i].buffer)
+                MPI_Request_free(&inFlight[i].request)
+            }
+        }
+        inFlight.removeAll()
+    }
+}

@@ -1,0 +1,100 @@
+/// The message format between ranks of one store (all little-endian, over MPI_BYTE).
+///
+/// Every message starts with a 32-byte header:
+///   0 magic u32 | 4 kind u8 | 5 status u8 | 6 reserved u16 | 8 epoch u32 | 12 sender i32 |
+///   16 request id u64 | 24 argument u64
+/// Requests travel on `Wire.requestTag`, replies on `Wire.replyTag` carrying the request's id.
+enum Wire {
+    static let magic: UInt32 = 0x564b_5446 // "FTKV"
+    static let headerSize = 32
+    static let requestTag: Int32 = 7001
+    static let replyTag: Int32 = 7002
+    /// Largest message body we build: MPI counts are 32-bit. A single op (key <= 64 KiB,
+    /// value <= 1 GiB) always fits; batches are cut into chunks of about this size.
+    static let batchChunkBytes = 256 << 20
+
+    enum Kind: UInt8 {
+        case get = 1        // body: key; argument: the requester's buffer capacity
+        case getReply = 2   // body: true length u64, stamp, then the value if it fits
+        case apply = 3      // body: ops (see OpCodec); argument: op count
+        case applyAck = 4   // argument: ops applied
+    }
+
+    enum Status: UInt8 {
+        case ok = 0
+        case notFound = 1
+        case notSent = 2     // value longer than the requester's capacity: length only
+        case staleEpoch = 3  // sender's epoch differs from the receiver's view
+        case failed = 4
+    }
+
+    struct Header {
+        var kind: Kind
+        var status: Status
+        var epoch: UInt32
+        var sender: Int32
+        var requestID: UInt64
+        var argument: UInt64
+    }
+
+    static func write(_ h: Header, to w: inout ByteWriter) throws {
+        try w.append(magic)
+        try w.append(h.kind.rawValue)
+        try w.append(h.status.rawValue)
+        try w.append(UInt16(0))
+        try w.append(h.epoch)
+        try w.append(h.sender)
+        try w.append(h.requestID)
+        try w.append(h.argument)
+    }
+
+    static func readHeader(_ r: inout ByteReader) throws -> Header {
+        guard try r.read(UInt32.self) == magic else { throw KVFailure(.mpi, "malformed message: bad magic") }
+        guard let kind = Kind(rawValue: try r.read(UInt8.self)),
+              let status = Status(rawValue: try r.read(UInt8.self)) else {
+            throw KVFailure(.mpi, "malformed message: unknown kind or status")
+        }
+        _ = try r.read(UInt16.self)
+        return Header(kind: kind, status: status, epoch: try r.read(UInt32.self), sender: try r.read(Int32.self),
+                      requestID: try r.read(UInt64.self), argument: try r.read(UInt64.self))
+    }
+}
+
+/// Encoding of one write (put or delete) inside an apply batch:
+///   keyLen u32 | valueLen u32 | flags u32 (1 = tombstone) | stamp.rank u32 | stamp.fence u64 |
+///   stamp.seq u64 | key | value
+enum OpCodec {
+    static let headerSize = 32
+
+    static func encodedSize(keyCount: Int, valueCount: Int) -> Int { headerSize + keyCount + valueCount }
+
+    static func append(_ rec: RecordView, to w: inout ByteWriter) throws {
+        try w.reserve(encodedSize(keyCount: rec.key.count, valueCount: rec.value.count))
+        try w.append(UInt32(rec.key.count))
+        try w.append(UInt32(rec.value.count))
+        try w.append(UInt32(rec.isTombstone ? 1 : 0))
+        try w.append(rec.stamp.rank)
+        try w.append(rec.stamp.fence)
+        try w.append(rec.stamp.seq)
+        try w.append(rec.key)
+        try w.append(rec.value)
+    }
+
+    /// Decodes `count` ops and hands each to body (views into the message).
+    static func forEach(in r: inout ByteReader, count: UInt64,
+                        _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, Stamp, Bool) throws -> Void) throws {
+        var left = count
+        while left > 0 {
+            let keyLen = Int(try r.read(UInt32.self))
+            let valueLen = Int(try r.read(UInt32.self))
+            let flags = try r.read(UInt32.self)
+            let rank = try r.read(UInt32.self)
+            let fence = try r.read(UInt64.self)
+            let seq = try r.read(UInt64.self)
+            let key = try r.read(count: keyLen)
+            let value = try r.read(count: valueLen)
+            try body(key, value, Stamp(fence: fence, rank: rank, seq: seq), flags & 1 != 0)
+            left -= 1
+        }
+    }
+}

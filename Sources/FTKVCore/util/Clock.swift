@@ -1,0 +1,48 @@
+import Glibc
+
+/// Monotonic time in nanoseconds.
+@inline(__always)
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}
+
+/// A point in time after which a wait gives up. Every wait on another rank has one.
+struct Deadline {
+    let atNanos: UInt64
+
+    init(seconds: Double) {
+        let ns = seconds <= 0 ? 0 : min(seconds * 1e9, Double(UInt64.max / 4))
+        atNanos = monotonicNanos() &+ UInt64(ns)
+    }
+
+    var hasPassed: Bool { monotonicNanos() >= atNanos }
+}
+
+/// Waiting politely: spin with sched_yield right after activity (latency), then sleep in growing
+/// steps so an idle waiter does not burn a core (Open MPI's own blocking calls would busy-poll).
+struct Backoff {
+    private var idleRounds = 0
+    private let spinRounds: Int
+    private let maxSleepNanos: Int
+
+    init(spinRounds: Int = 2000, maxSleepMicros: Int = 1000) {
+        self.spinRounds = spinRounds
+        self.maxSleepNanos = maxSleepMicros * 1000
+    }
+
+    mutating func reset() { idleRounds = 0 }
+
+    mutating func pause() {
+        idleRounds += 1
+        if idleRounds <= spinRounds {
+            sched_yield()
+            return
+        }
+        let step = min(idleRounds - spinRounds, 20)
+        let ns = min(maxSleepNanos, 10_000 << min(step, 10))
+        var ts = timespec(tv_sec: 0, tv_nsec: ns)
+        nanosleep(&ts, nil)
+    }
+}

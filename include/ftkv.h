@@ -1,0 +1,175 @@
+/*
+ * ftkv.h - libftkv: a fault-tolerant, distributed key-value checkpoint store for MPI applications.
+ *
+ * Every rank of the communicator given to kv_open holds a shard of the data and replicas of other
+ * shards. Any rank may put, get and delete any key.
+ *
+ * Conventions that hold for every function below:
+ *  - Results are int codes: KV_OK (0) on success, a negative KV_E* code otherwise. No function
+ *    aborts the job, raises a signal, or prints as its only report; kv_strerror() names a code and
+ *    kv_errmsg() gives the detail of the last failed call on a handle.
+ *  - "Collective" calls must be made by every rank of the store's communicator, in the same order.
+ *    Their result is agreed across ranks where stated. "Local" calls involve only the calling rank
+ *    (though they may wait for another rank to answer, always with a deadline, see ftkv_timeout).
+ *  - Thread safety: calls on one handle are serialised by the library, so several application
+ *    threads may use a handle when MPI was initialised with MPI_THREAD_MULTIPLE (collective calls
+ *    still from one thread per rank). Below MPI_THREAD_MULTIPLE, call from the thread MPI allows.
+ *  - Keys and values are byte strings. Keys are 1..KV_MAX_KEY_LEN bytes, values 0..KV_MAX_VALUE_LEN
+ *    bytes; beyond that a call returns KV_EINVAL. Buffers passed in are only borrowed for the call.
+ *  - Configuration comes from MPI_Info keys at kv_open; an environment variable of the same name in
+ *    upper case (ftkv_replicas -> FTKV_REPLICAS) overrides the info key. See docs/configuration.md.
+ *
+ * The header compiles as C99 and as C++.
+ */
+#ifndef FTKV_H
+#define FTKV_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <mpi.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Version of this header; kv_version() reports the version of the library actually loaded. */
+#define FTKV_VERSION_MAJOR 0
+#define FTKV_VERSION_MINOR 1
+#define FTKV_VERSION_PATCH 0
+
+/* Result codes. Stable: the numbers never change meaning between releases. */
+#define KV_OK          0   /* success */
+#define KV_ENOTFOUND  (-1) /* the key has no value (never put, or deleted); not a failure */
+#define KV_ETOOSMALL  (-2) /* value longer than the buffer: nothing written, true length reported */
+#define KV_EINVAL     (-3) /* bad argument: NULL key, empty or oversized key/value, bad name or option */
+#define KV_EMISUSE    (-4) /* NULL or closed handle, MPI not initialised or finalised, wrong call order */
+#define KV_ENOMEM     (-5) /* memory could not be allocated */
+#define KV_EIO        (-6) /* storage read/write failed */
+#define KV_EMPI       (-7) /* an MPI call failed */
+#define KV_ETIMEDOUT  (-8) /* another rank did not answer within the deadline (ftkv_timeout) */
+#define KV_EINTERNAL  (-9) /* a bug in libftkv: please report with kv_errmsg() */
+
+/* Limits on keys and values (bytes). */
+#define KV_MAX_KEY_LEN   ((size_t)65536)
+#define KV_MAX_VALUE_LEN ((size_t)1 << 30)
+/* Store names: 1..KV_MAX_NAME_LEN characters from [A-Za-z0-9._-]. */
+#define KV_MAX_NAME_LEN  128
+
+/* An open store. Opaque; handles are checked, so a closed handle is reported, not dereferenced. */
+typedef struct kv_store kv_store;
+
+/*
+ * kv_open - open (create) the store `name` over `comm`.            COLLECTIVE over comm.
+ * comm: any intracommunicator (MPI_COMM_WORLD, a split, MPI_COMM_SELF); the store works on a private
+ *       duplicate, so the caller's traffic and the store's never mix.
+ * name: NUL-terminated store name (see KV_MAX_NAME_LEN); every rank must pass the same name.
+ * info: MPI_INFO_NULL or configuration keys (docs/configuration.md).
+ * kv:   receives the handle; set to NULL on failure.
+ * Returns KV_OK, KV_EINVAL (bad or mismatched name or option: agreed, every rank gets it),
+ * KV_EMISUSE (kv == NULL, comm == MPI_COMM_NULL, MPI not initialised/finalised), KV_ENOMEM,
+ * KV_EMPI, KV_ETIMEDOUT. Apart from kv == NULL and comm == MPI_COMM_NULL, the result is agreed.
+ * When no handle is returned, kv_errmsg(NULL) gives the detail.
+ */
+int kv_open(MPI_Comm comm, const char *name, MPI_Info info, kv_store **kv);
+
+/*
+ * kv_open_f - kv_open for Fortran `use mpi` (integer handles). COLLECTIVE. `name` need not be
+ * NUL-terminated: namelen bytes are used. Used by the ftkv Fortran module (ftkv.f90).
+ */
+int kv_open_f(MPI_Fint comm, const char *name, size_t namelen, MPI_Fint info, kv_store **kv);
+
+/*
+ * kv_close - flush (as kv_fence), then release the store.          COLLECTIVE.
+ * Sets *kv = NULL in every case. kv == NULL or *kv == NULL is fine (returns KV_OK).
+ * Returns the fence's result (see kv_fence), or KV_EMISUSE for a closed handle or after
+ * MPI_Finalize (memory is still released).
+ */
+int kv_close(kv_store **kv);
+
+/*
+ * kv_put - set key to value.                                         LOCAL.
+ * Copies key and value before returning. Read-your-writes: a kv_get on this rank sees the value at
+ * once. Other ranks see it after the next kv_fence (default, ftkv_consistency=fence), or as soon as
+ * kv_put returns with ftkv_consistency=sequential (the put then waits for every replica).
+ * Two ranks writing the same key between the same two fences: the higher rank's value wins on every
+ * replica (a rank's own later write always wins over its earlier one).
+ * Returns KV_OK, KV_EINVAL, KV_EMISUSE, KV_ENOMEM; with sequential consistency also KV_EMPI and
+ * KV_ETIMEDOUT (the put may then have reached some replicas).
+ */
+int kv_put(kv_store *kv, const void *key, size_t keylen, const void *value, size_t valuelen);
+
+/*
+ * kv_get - read key's value into buf.                                 LOCAL.
+ * Always sets *valuelen (when valuelen != NULL) to the value's true length. If the value is longer
+ * than bufsize, nothing is written and KV_ETOOSMALL is returned; buf == NULL (with any bufsize)
+ * asks for the length only and returns KV_OK. A missing or deleted key returns KV_ENOTFOUND with
+ * *valuelen = 0. May ask a remote rank; with a background progress thread (MPI_THREAD_MULTIPLE) it
+ * answers at once, otherwise when it next enters a libftkv call (see docs/progress.md).
+ * Returns KV_OK, KV_ENOTFOUND, KV_ETOOSMALL, KV_EINVAL, KV_EMISUSE, KV_ENOMEM, KV_EMPI,
+ * KV_ETIMEDOUT.
+ */
+int kv_get(kv_store *kv, const void *key, size_t keylen, void *buf, size_t bufsize, size_t *valuelen);
+
+/*
+ * kv_del - delete key (a tombstone, visible like a put).               LOCAL.
+ * Deleting a missing key is not an error. Returns as kv_put.
+ */
+int kv_del(kv_store *kv, const void *key, size_t keylen);
+
+/*
+ * kv_fence - make every earlier kv_put/kv_del of every rank visible on every rank.   COLLECTIVE.
+ * On return, all replicas of every key hold the latest value written before the fence.
+ * Returns KV_OK, KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT.
+ */
+int kv_fence(kv_store *kv);
+
+/*
+ * kv_locate - the ranks (in the store's communicator) that hold key, primary first.   LOCAL.
+ * Writes at most maxranks ranks into ranks and the full count into *nranks.
+ * Returns KV_OK, KV_EINVAL, KV_EMISUSE.
+ */
+int kv_locate(kv_store *kv, const void *key, size_t keylen, int *ranks, int maxranks, int *nranks);
+
+/* What kv_stat reports. */
+#define KV_STAT_RANK            1  /* this rank in the store's communicator */
+#define KV_STAT_SIZE            2  /* ranks in the store's communicator */
+#define KV_STAT_REPLICAS        3  /* replication factor in effect (min(ftkv_replicas, size)) */
+#define KV_STAT_NODES           4  /* distinct nodes among the ranks */
+#define KV_STAT_LOCAL_KEYS      5  /* live keys (not tombstones) this rank holds as a replica */
+#define KV_STAT_LOCAL_BYTES     6  /* bytes of key+value this rank holds as a replica */
+#define KV_STAT_PENDING_OPS     7  /* puts/dels of this rank not yet made visible by a fence */
+#define KV_STAT_PROGRESS_THREAD 8  /* 1 if a background progress thread serves requests, else 0 */
+#define KV_STAT_EPOCH           9  /* membership epoch of the current view */
+#define KV_STAT_REQUESTS_SERVED 10 /* remote requests this rank has answered */
+
+/*
+ * kv_stat - read one statistic (KV_STAT_*) of this rank.              LOCAL.
+ * Returns KV_OK, KV_EINVAL (unknown `what`, value == NULL), KV_EMISUSE.
+ */
+int kv_stat(const kv_store *kv, int what, uint64_t *value);
+
+/*
+ * kv_strerror - static text naming a result code (unknown codes get a generic text).   LOCAL.
+ * Never NULL; safe before MPI_Init and after MPI_Finalize.
+ */
+const char *kv_strerror(int code);
+
+/*
+ * kv_errmsg - detail of the last failed call on kv.                   LOCAL.
+ * kv == NULL (or a closed handle) gives the detail of the last failed call of this process that had
+ * no valid handle (e.g. a failed kv_open). Never NULL ("" when there is nothing to report). The text
+ * stays valid until the next failing call on the same handle.
+ */
+const char *kv_errmsg(const kv_store *kv);
+
+/*
+ * kv_version - the loaded library's version; any pointer may be NULL. LOCAL.
+ * Returns the version as a static string "MAJOR.MINOR.PATCH".
+ */
+const char *kv_version(int *major, int *minor, int *patch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FTKV_H */
