@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "FTKV", targets: ["FTKV"]),
         // Installed as bin/ftkv (the name "ftkv" is taken by the library product: libftkv.so).
         .executable(name: "ftkv-tool", targets: ["ftkv-tool"]),
+        .executable(name: "ftkv-swift-example", targets: ["swift-example"]),
     ],
     targets: [
         // Open MPI's headers and -lmpi, via its own pkg-config name.
@@ -31,6 +32,7 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "ftkv-tool", dependencies: ["FTKV", "FTKVCore", "CMPI"]),
+        .executableTarget(name: "swift-example", dependencies: ["FTKV"], path: "examples-swift"),
         .testTarget(name: "FTKVCoreTests", dependencies: ["FTKVCore"]),
     ],
     // Swift 5 mode: the engine guards its shared state with its own locks (pthread mutexes around

@@ -44,13 +44,20 @@ public final class RecordTable {
 
     public init() {
         slotCount = RecordTable.initialSlots
-        slots = .allocate(capacity: slotCount)
-        slots.initialize(repeating: Slot(hash: 0, offsetPlusOne: 0), count: slotCount)
+        slots = RecordTable.allocateSlots(slotCount)!
     }
 
     deinit {
-        slots.deallocate()
+        free(slots)
         free(arena)
+    }
+
+    /// Zeroed slots (all empty), or nil when memory is short.
+    private static func allocateSlots(_ n: Int) -> UnsafeMutablePointer<Slot>? {
+        let bytes = n * MemoryLayout<Slot>.stride
+        guard let raw = LargeMemory.allocate(bytes) else { return nil }
+        memset(raw, 0, bytes)
+        return raw.bindMemory(to: Slot.self, capacity: n)
     }
 
     // MARK: reading
@@ -118,12 +125,13 @@ public final class RecordTable {
             arena = nil
             arenaCapacity = 0
         }
-        if slotCount > 1 << 16 {
-            slots.deallocate()
+        if slotCount > 1 << 16, let small = RecordTable.allocateSlots(RecordTable.initialSlots) {
+            free(slots)
+            slots = small
             slotCount = RecordTable.initialSlots
-            slots = .allocate(capacity: slotCount)
+        } else {
+            memset(slots, 0, slotCount * MemoryLayout<Slot>.stride)
         }
-        slots.initialize(repeating: Slot(hash: 0, offsetPlusOne: 0), count: slotCount)
     }
 
     // MARK: internals
@@ -205,7 +213,7 @@ public final class RecordTable {
         if arenaUsed + size > arenaCapacity {
             var newCapacity = max(arenaCapacity * 2, 64 << 10)
             while newCapacity < arenaUsed + size { newCapacity *= 2 }
-            guard let grown = realloc(arena, newCapacity) else {
+            guard let grown = LargeMemory.reallocate(arena, used: arenaUsed, to: newCapacity) else {
                 throw KVFailure(.noMemory, "cannot grow the store's arena to \(newCapacity) bytes")
             }
             arena = grown
@@ -221,15 +229,16 @@ public final class RecordTable {
         // Keep the load factor at or below 1/2 so linear probes stay short.
         guard (count + 1) * 2 > slotCount else { return }
         let newCount = slotCount * 2
-        let newSlots = UnsafeMutablePointer<Slot>.allocate(capacity: newCount)
-        newSlots.initialize(repeating: Slot(hash: 0, offsetPlusOne: 0), count: newCount)
+        guard let newSlots = RecordTable.allocateSlots(newCount) else {
+            throw KVFailure(.noMemory, "cannot grow the store's index to \(newCount) slots")
+        }
         let mask = newCount - 1
         for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
             var j = Int(truncatingIfNeeded: slots[i].hash) & mask
             while newSlots[j].offsetPlusOne != 0 { j = (j + 1) & mask }
             newSlots[j] = slots[i]
         }
-        slots.deallocate()
+        free(slots)
         slots = newSlots
         slotCount = newCount
     }
@@ -239,7 +248,7 @@ public final class RecordTable {
         guard arenaUsed > 1 << 20, garbageBytes * 2 > arenaUsed else { return }
         let needed = arenaUsed - garbageBytes
         let newCapacity = max(needed + needed / 2, 64 << 10)
-        guard let fresh = malloc(newCapacity) else {
+        guard let fresh = LargeMemory.allocate(newCapacity) else {
             return // compaction is an optimisation: keep the garbage rather than fail a write
         }
         var used = 0

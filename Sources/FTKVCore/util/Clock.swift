@@ -22,14 +22,18 @@ struct Deadline {
 
 /// Waiting politely: spin with sched_yield right after activity (latency), then sleep in growing
 /// steps so an idle waiter does not burn a core (Open MPI's own blocking calls would busy-poll).
+/// After about a thousand sleeps at the maximum (a second or more of idleness) it rests longer,
+/// if `restMicros` is given: an idle progress thread then wakes ~250 times a second.
 struct Backoff {
     private var idleRounds = 0
     private let spinRounds: Int
     private let maxSleepNanos: Int
+    private let restNanos: Int
 
-    init(spinRounds: Int = 2000, maxSleepMicros: Int = 1000) {
+    init(spinRounds: Int = 2000, maxSleepMicros: Int = 1000, restMicros: Int? = nil) {
         self.spinRounds = spinRounds
         self.maxSleepNanos = maxSleepMicros * 1000
+        self.restNanos = (restMicros ?? maxSleepMicros) * 1000
     }
 
     mutating func reset() { idleRounds = 0 }
@@ -40,8 +44,8 @@ struct Backoff {
             sched_yield()
             return
         }
-        let step = min(idleRounds - spinRounds, 20)
-        let ns = min(maxSleepNanos, 10_000 << min(step, 10))
+        let step = idleRounds - spinRounds
+        let ns = step > 1000 ? restNanos : min(maxSleepNanos, 10_000 << min(step, 10))
         var ts = timespec(tv_sec: 0, tv_nsec: ns)
         nanosleep(&ts, nil)
     }

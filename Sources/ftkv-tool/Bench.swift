@@ -1,0 +1,247 @@
+import CMPI
+import FTKV
+import FTKVCore
+import Glibc
+
+/// `ftkv bench`: the store's hot paths beside the physical baselines measured in the same run
+/// (memcpy bandwidth, polled MPI ping-pong), with 16-byte keys and 128-byte values.
+/// Figures are per rank; the slowest rank is reported.
+struct Bench {
+    static let keyBytes = 16
+    static let valueBytes = 128
+
+    static func run(arguments: [String]) -> Int32 {
+        var keys = 200_000
+        var gets = 200_000
+        var i = 0
+        while i < arguments.count {
+            let value = i + 1 < arguments.count ? Int(arguments[i + 1]) : nil
+            switch (arguments[i], value) {
+            case ("--keys", let n?) where n > 0: keys = n
+            case ("--gets", let n?) where n > 0: gets = n
+            default:
+                FileHandle.standardError("ftkv bench: unknown or bad option '\(arguments[i])'")
+                return 2
+            }
+            i += 2
+        }
+        let level = MPIEnvironment.initialize(threadLevel: .multiple)
+        defer { MPIEnvironment.finalize() }
+        do {
+            try Bench(keys: keys, gets: gets, level: level).run()
+            return 0
+        } catch {
+            FileHandle.standardError("ftkv bench: rank \(MPIEnvironment.rank): \(error)")
+            return 1
+        }
+    }
+
+    let keys: Int
+    let gets: Int
+    let level: MPIEnvironment.ThreadLevel
+    let rank = MPIEnvironment.rank
+    let size = MPIEnvironment.size
+
+    init(keys: Int, gets: Int, level: MPIEnvironment.ThreadLevel) {
+        self.keys = keys
+        self.gets = gets
+        self.level = level
+    }
+
+    /// The slowest rank's figure (minimum rate) and the mean.
+    func across(_ x: Double) -> (min: Double, mean: Double) {
+        var mine = x
+        var lo = 0.0
+        var sum = 0.0
+        MPI_Allreduce(&mine, &lo, 1, cmpi_double(), cmpi_op_min(), cmpi_comm_world())
+        MPI_Allreduce(&mine, &sum, 1, cmpi_double(), cmpi_op_sum(), cmpi_comm_world())
+        return (lo, sum / Double(size))
+    }
+
+    func report(_ label: String, _ x: Double, unit: String, target: String = "") {
+        let (lo, mean) = across(x)
+        guard rank == 0 else { return }
+        func fmt(_ v: Double) -> String {
+            if unit == "ops/s" {
+                return v >= 1e6 ? String(format2(v / 1e6)) + " M" : String(format2(v / 1e3)) + " k"
+            }
+            return format2(v)
+        }
+        let line = "\(label.padding(40))\(fmt(lo).leftPad(10)) \(unit.padding(12)) (mean \(fmt(mean)))"
+        print(target.isEmpty ? line : "\(line)   target \(target)")
+    }
+
+    /// Fills key `index` of writer `owner` ("b" + owner + index, 16 bytes) into `out`.
+    static func makeKey(_ out: UnsafeMutableRawPointer, owner: Int, index: Int) {
+        var text = Array("b\(owner)/\(index)".utf8)
+        if text.count < keyBytes { text += Array(repeating: UInt8(ascii: "."), count: keyBytes - text.count) }
+        memcpy(out, text, keyBytes)
+    }
+
+    func run() throws {
+        if rank == 0 {
+            print("ftkv bench: \(size) ranks, MPI thread level \(level), \(keys) keys/rank, \(gets) gets/rank, \(Bench.keyBytes) B keys, \(Bench.valueBytes) B values")
+        }
+        baselines()
+        let value = UnsafeMutableRawBufferPointer.allocate(byteCount: Bench.valueBytes, alignment: 8)
+        defer { value.deallocate() }
+        for j in 0..<Bench.valueBytes { value[j] = UInt8(truncatingIfNeeded: j &* 7 &+ rank) }
+        let myKeys = UnsafeMutableRawBufferPointer.allocate(byteCount: keys * Bench.keyBytes, alignment: 8)
+        defer { myKeys.deallocate() }
+        for k in 0..<keys { Bench.makeKey(myKeys.baseAddress! + k * Bench.keyBytes, owner: rank, index: k) }
+        func key(_ k: Int) -> UnsafeRawBufferPointer {
+            UnsafeRawBufferPointer(rebasing: myKeys[(k * Bench.keyBytes)..<((k + 1) * Bench.keyBytes)])
+        }
+
+        // Store with the default r = 2.
+        let store = try KVStore(name: "bench", options: [:])
+        let progress = try store.stat(.progressThread) == 1
+        if rank == 0 { print("store: replicas \(try store.stat(.replicas)), progress thread \(progress ? "yes" : "no")") }
+
+        MPIEnvironment.barrier()
+        var t0 = now()
+        for k in 0..<keys { try store.put(key: key(k), value: UnsafeRawBufferPointer(value)) }
+        let putSeconds = now() - t0
+        report("put loop", Double(keys) / putSeconds, unit: "ops/s", target: ">= 2 M")
+        t0 = now()
+        try store.fence()
+        let fenceSeconds = now() - t0
+        report("put+fence (puts, then one fence)", Double(keys) / (putSeconds + fenceSeconds), unit: "ops/s", target: ">= 1 M")
+
+        // Local-owner gets: keys this rank holds a replica of.
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: Bench.valueBytes, alignment: 8)
+        defer { out.deallocate() }
+        MPIEnvironment.barrier()
+        t0 = now()
+        for g in 0..<gets {
+            guard case .found = try store.get(key: key(g % keys), into: out) else { throw BenchError.missing }
+        }
+        report("local-owner get", Double(gets) / (now() - t0), unit: "ops/s", target: ">= 5 M")
+        try store.close()
+
+        try remoteGets(value: UnsafeRawBufferPointer(value), out: out)
+        try idleCost()
+    }
+
+    /// Remote-owner gets need keys held by no local replica: a store with r = 1, each rank
+    /// reading keys whose single owner is another rank.
+    func remoteGets(value: UnsafeRawBufferPointer, out: UnsafeMutableRawBufferPointer) throws {
+        guard size > 1 else { return }
+        let store = try KVStore(name: "bench-remote", options: ["ftkv_replicas": "1"])
+        let key = UnsafeMutableRawBufferPointer.allocate(byteCount: Bench.keyBytes, alignment: 8)
+        defer { key.deallocate() }
+        let n = min(keys, 20_000)
+        for k in 0..<n {
+            Bench.makeKey(key.baseAddress!, owner: rank, index: k)
+            try store.put(key: UnsafeRawBufferPointer(key), value: value)
+        }
+        try store.fence()
+        // Keys written by the next rank that this rank does not hold.
+        var remote: [[UInt8]] = []
+        for k in 0..<n where remote.count < 4096 {
+            Bench.makeKey(key.baseAddress!, owner: (rank + 1) % size, index: k)
+            let bytes = Array(UnsafeRawBufferPointer(key))
+            if try !store.locate(String(decoding: bytes, as: UTF8.self)).contains(Int32(rank)) { remote.append(bytes) }
+        }
+        MPIEnvironment.barrier()
+        let t0 = now()
+        for g in 0..<gets {
+            try remote[g % remote.count].withUnsafeBytes { k in
+                guard case .found = try store.get(key: k, into: out) else { throw BenchError.missing }
+            }
+        }
+        report("remote-owner get (r=1, all ranks at once)", Double(gets) / (now() - t0), unit: "ops/s", target: ">= 100 k")
+        report("  round trip", (now() - t0) / Double(gets) * 1e6, unit: "us")
+        try store.close()
+    }
+
+    /// CPU used by an open, idle store (its progress thread) while the application sleeps.
+    func idleCost() throws {
+        let store = try KVStore(name: "bench-idle")
+        let cpu0 = processCPUSeconds()
+        let t0 = now()
+        usleep(2_000_000)
+        let share = (processCPUSeconds() - cpu0) / (now() - t0) * 100
+        report("idle store: CPU while app sleeps 2 s", share, unit: "% of a core", target: "< 1 %")
+        try store.close()
+    }
+
+    /// Physical baselines of this machine, now: memcpy bandwidth and polled MPI ping-pong.
+    func baselines() {
+        let bytes = 64 << 20
+        let a = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let b = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        memset(a, 1, bytes)
+        memset(b, 2, bytes)
+        var t0 = now()
+        for _ in 0..<10 { memcpy(b, a, bytes) }
+        report("baseline: memcpy bandwidth", Double(bytes * 10) / (now() - t0) / 1e9, unit: "GB/s")
+        t0 = now()
+        let small = 1_000_000
+        for i in 0..<small { memcpy(b + (i & 1023) * 144, a + ((i * 7) & 1023) * 144, 144) }
+        report("baseline: memcpy of 144 B", Double(small) / (now() - t0), unit: "ops/s")
+        a.deallocate()
+        b.deallocate()
+
+        // Ping-pong in pairs (0-1, 2-3, ...), polled with MPI_Test + sched_yield like the store's waits.
+        let partner = rank ^ 1
+        var rtt = 0.0
+        if partner < size {
+            let rounds = 20_000
+            var msg: UInt64 = 0
+            MPIEnvironment.barrier()
+            t0 = now()
+            for _ in 0..<rounds {
+                if rank & 1 == 0 {
+                    polledSend(&msg, to: partner)
+                    polledRecv(&msg, from: partner)
+                } else {
+                    polledRecv(&msg, from: partner)
+                    polledSend(&msg, to: partner)
+                }
+            }
+            rtt = (now() - t0) / Double(rounds) * 1e6
+        } else {
+            MPIEnvironment.barrier()
+        }
+        report("baseline: MPI ping-pong 8 B round trip", rtt, unit: "us")
+    }
+
+    private func polledSend(_ msg: inout UInt64, to peer: Int) {
+        var req: MPI_Request? = cmpi_request_null()
+        MPI_Isend(&msg, 8, cmpi_byte(), Int32(peer), 1, cmpi_comm_world(), &req)
+        poll(&req)
+    }
+
+    private func polledRecv(_ msg: inout UInt64, from peer: Int) {
+        var req: MPI_Request? = cmpi_request_null()
+        MPI_Irecv(&msg, 8, cmpi_byte(), Int32(peer), 1, cmpi_comm_world(), &req)
+        poll(&req)
+    }
+
+    private func poll(_ req: inout MPI_Request?) {
+        var flag: Int32 = 0
+        while true {
+            MPI_Test(&req, &flag, cmpi_status_ignore())
+            if flag != 0 { return }
+            sched_yield()
+        }
+    }
+}
+
+enum BenchError: Error { case missing }
+
+func format2(_ v: Double) -> String {
+    let scaled = (v * 100).rounded() / 100
+    var s = "\(scaled)"
+    if let dot = s.firstIndex(of: ".") {
+        let decimals = s.distance(from: dot, to: s.endIndex) - 1
+        if decimals < 2 { s += String(repeating: "0", count: 2 - decimals) }
+    }
+    return s
+}
+
+extension String {
+    func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}
