@@ -86,7 +86,7 @@ extension Engine {
             throw KVFailure(.invalid, "ftkv_replicas/ftkv_consistency differ across ranks (rank \(other) differs from rank 0)")
         }
 
-        let transport = Transport(comm: dup!, rank: rank, size: size)
+        let transport = Transport(comm: dup!, rank: rank, size: size, receiveTimeout: timeout)
         let view = View.initial(nodeIdentities: all.map { $0.nodeHash })
         let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view)
         let wantThread = config.progress == .thread || (config.progress == .auto && multiple)

@@ -5,9 +5,10 @@ extension Engine {
     func remoteGet(key: UnsafeRawBufferPointer, from owner: Int32,
                    into buffer: UnsafeMutableRawBufferPointer?) throws -> GetOutcome {
         let capacity = UInt64(buffer?.count ?? 0)
-        let id = try transport.sendRequest(to: owner, kind: .get, argument: capacity) { w in try w.append(key) }
-        let replies = try waitForReplies([id], what: "get from rank \(owner)")
-        let reply = replies[id]!
+        let id = try transport.sendRequest(to: owner, kind: .get, argument: capacity, bodySize: key.count) { w in
+            try w.append(key)
+        }
+        let reply = try waitForReply(id, what: "get from rank \(owner)")
         var body = reply.body
         switch reply.header.status {
         case .notFound:
@@ -32,7 +33,8 @@ extension Engine {
                     try store.upsert(op.key, hash: op.hash, value: op.value, stamp: op.stamp,
                                      tombstone: op.isTombstone, onlyIfNewer: true)
                 } else {
-                    ids.append(try transport.sendRequest(to: dest, kind: .apply, argument: 1) { w in
+                    let size = OpCodec.encodedSize(keyCount: op.key.count, valueCount: op.value.count)
+                    ids.append(try transport.sendRequest(to: dest, kind: .apply, argument: 1, bodySize: size) { w in
                         try OpCodec.append(op, to: &w)
                     })
                 }
@@ -52,29 +54,33 @@ extension Engine {
     func serve(_ request: Incoming) throws -> MessageBuffer? {
         requestsServed += 1
         let h = request.header
-        var w = try ByteWriter(reserving: Wire.headerSize + 16)
+        var body = request.body
+        // The one lookup a get needs, done first so the reply is allocated at its exact size.
+        var found: RecordView?
+        if h.kind == .get && h.epoch == view.epoch {
+            let key = try body.read(count: body.remaining)
+            found = store.find(key, hash: StableHash.hash(key)).flatMap { $0.isTombstone ? nil : $0 }
+        }
+        let fits = found.map { UInt64($0.value.count) <= h.argument } ?? false
+        var w = try ByteWriter(reserving: Wire.headerSize + 8 + (fits ? found!.value.count : 0))
         defer { w.release() }
         guard h.epoch == view.epoch else {
             try Wire.write(transport.header(replyKind(h.kind), status: .staleEpoch, requestID: h.requestID, argument: 0), to: &w)
             return try w.finish()
         }
-        var body = request.body
         switch h.kind {
         case .get:
-            let key = try body.read(count: body.remaining)
-            let rec = store.find(key, hash: StableHash.hash(key))
-            guard let rec, !rec.isTombstone else {
+            guard let rec = found else {
                 try Wire.write(transport.header(.getReply, status: .notFound, requestID: h.requestID, argument: 0), to: &w)
                 return try w.finish()
             }
-            let fits = UInt64(rec.value.count) <= h.argument
-            try w.reserve(8 + (fits ? rec.value.count : 0))
             try Wire.write(transport.header(.getReply, status: fits ? .ok : .notSent, requestID: h.requestID, argument: 0), to: &w)
             try w.append(UInt64(rec.value.count))
             if fits { try w.append(rec.value) }
         case .apply:
             var applied: UInt64 = 0
             var status = Wire.Status.ok
+            store.reserve(keys: Int(min(h.argument, 1 << 32)), bytes: body.remaining)
             do {
                 try OpCodec.forEach(in: &body, count: h.argument) { key, value, stamp, tombstone in
                     try store.upsert(key, hash: StableHash.hash(key), value: value, stamp: stamp,

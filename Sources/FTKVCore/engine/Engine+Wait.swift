@@ -5,7 +5,12 @@ import CMPI
 /// and drops the lock between polls so the progress thread and other threads get in.
 extension Engine {
     /// Polls until `done` says so. Call with the lock held; returns with it held.
+    /// While an application thread waits here it serves requests itself, so the progress thread
+    /// stands aside (sleeps) rather than compete for a core (`applicationWaiters`).
     func waitLocked(for what: @autoclosure () -> String, until done: () throws -> Bool) throws {
+        if try done() { return }
+        applicationWaiters.add(1, ordering: .relaxed)
+        defer { applicationWaiters.subtract(1, ordering: .relaxed) }
         let deadline = Deadline(seconds: config.timeoutSeconds)
         var backoff = Backoff()
         while true {
@@ -21,6 +26,21 @@ extension Engine {
             lock.lock()
             if case .finalized = state { throw KVFailure(.misuse, "MPI was finalised during a wait") }
         }
+    }
+
+    /// Waits for the reply to one request.
+    func waitForReply(_ id: UInt64, what: String) throws -> Incoming {
+        var reply: Incoming?
+        do {
+            try waitLocked(for: what) {
+                reply = transport.takeReply(id)
+                return reply != nil
+            }
+        } catch {
+            transport.abandon(id)
+            throw error
+        }
+        return reply!
     }
 
     /// Waits for the replies to `ids`; a reply other than OK is a failure.

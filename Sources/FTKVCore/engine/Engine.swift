@@ -1,5 +1,6 @@
 import CMPI
 import Glibc
+import Synchronization
 
 /// What a get found.
 public enum GetOutcome: Equatable, Sendable {
@@ -51,6 +52,8 @@ public final class Engine: @unchecked Sendable {
     var writeSeq: UInt64 = 0
     var requestsServed: UInt64 = 0
     var progressThread: ProgressThread?
+    /// Application threads inside a wait loop (they serve requests themselves meanwhile).
+    let applicationWaiters = Atomic<Int>(0)
 
     var rank: Int32 { transport.rank }
 
@@ -192,7 +195,13 @@ public final class Engine: @unchecked Sendable {
     // MARK: progress
 
     /// One round of progress by the background thread: never waits for the lock.
-    func backgroundStep() -> Bool {
+    func backgroundStep() -> ProgressThread.Step {
+        // An application thread in a wait loop is serving: stand aside instead of spinning.
+        if applicationWaiters.load(ordering: .relaxed) > 0 { return .standAside }
+        return backgroundProgress() ? .active : .idle
+    }
+
+    private func backgroundProgress() -> Bool {
         guard CommunicatorGate.tryEnterShared() else { return false }
         defer { CommunicatorGate.leaveShared() }
         guard lock.tryLock() else { return false }

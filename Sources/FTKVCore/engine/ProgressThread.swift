@@ -7,10 +7,16 @@ import Synchronization
 final class ProgressThread {
     private var thread = pthread_t()
     private let stopping = Atomic<Bool>(false)
-    private let step: () -> Bool
+    private let step: () -> Step
 
-    /// `step` makes one round of progress and says whether anything happened.
-    init(step: @escaping () -> Bool) {
+    enum Step {
+        case active      // served something: stay hot
+        case idle        // nothing to do: back off
+        case standAside  // an application thread is serving: sleep briefly, stay ready
+    }
+
+    /// `step` makes one round of progress and says what happened.
+    init(step: @escaping () -> Step) {
         self.step = step
     }
 
@@ -30,7 +36,14 @@ final class ProgressThread {
     private func run() {
         var backoff = Backoff(spinRounds: 200, maxSleepMicros: 1000, restMicros: 4000)
         while !stopping.load(ordering: .acquiring) {
-            if step() { backoff.reset() } else { backoff.pause() }
+            switch step() {
+            case .active: backoff.reset()
+            case .idle: backoff.pause()
+            case .standAside:
+                backoff.reset()
+                var ts = timespec(tv_sec: 0, tv_nsec: 50_000)
+                nanosleep(&ts, nil)
+            }
         }
     }
 

@@ -113,6 +113,20 @@ public final class RecordTable {
         return true
     }
 
+    /// Makes room for `keys` more keys and `bytes` more key+value bytes at once, so applying a big
+    /// batch does not rehash and re-copy the arena repeatedly. Best effort: failures surface later.
+    public func reserve(keys: Int, bytes: Int) {
+        var wanted = slotCount
+        while (count + keys) * 2 > wanted { wanted *= 2 }
+        if wanted > slotCount { try? resizeSlots(to: wanted) }
+        let arenaNeeded = arenaUsed + bytes + keys * (RecordTable.headerSize + 8)
+        if arenaNeeded > arenaCapacity,
+           let grown = LargeMemory.reallocate(arena, used: arenaUsed, to: arenaNeeded) {
+            arena = grown
+            arenaCapacity = arenaNeeded
+        }
+    }
+
     /// Forgets every record; keeps modest allocations for reuse.
     public func removeAll() {
         count = 0
@@ -228,7 +242,10 @@ public final class RecordTable {
     private func growSlotsIfNeeded() throws {
         // Keep the load factor at or below 1/2 so linear probes stay short.
         guard (count + 1) * 2 > slotCount else { return }
-        let newCount = slotCount * 2
+        try resizeSlots(to: slotCount * 2)
+    }
+
+    private func resizeSlots(to newCount: Int) throws {
         guard let newSlots = RecordTable.allocateSlots(newCount) else {
             throw KVFailure(.noMemory, "cannot grow the store's index to \(newCount) slots")
         }

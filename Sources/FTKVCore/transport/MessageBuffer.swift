@@ -14,6 +14,13 @@ public final class MessageBuffer {
         count = 0
     }
 
+    /// Takes ownership of malloc'd bytes (a finished ByteWriter's), without copying.
+    init(adopting p: UnsafeMutableRawPointer, count: Int, capacity: Int) {
+        base = p
+        self.count = count
+        self.capacity = capacity
+    }
+
     deinit { free(base) }
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
@@ -34,7 +41,7 @@ struct ByteWriter {
 
     mutating func reserve(_ extra: Int) throws {
         guard count + extra > capacity else { return }
-        var c = max(capacity * 2, 256)
+        var c = max(capacity * 2, count + extra <= 256 ? count + extra : 256)
         while c < count + extra { c *= 2 }
         guard let p = realloc(base, c) else { throw KVFailure(.noMemory, "cannot allocate a \(c)-byte message") }
         base = p
@@ -54,14 +61,10 @@ struct ByteWriter {
         count += bytes.count
     }
 
-    /// Hands the bytes over as a MessageBuffer (this writer is then empty).
+    /// Hands the bytes over as a MessageBuffer, without copying (this writer is then empty).
     mutating func finish() throws -> MessageBuffer {
-        guard let out = MessageBuffer(capacity: count) else {
-            throw KVFailure(.noMemory, "cannot allocate a \(count)-byte message")
-        }
-        if count > 0 { memcpy(out.base, base.unsafelyUnwrapped, count) }
-        out.setCount(count)
-        free(base)
+        if base == nil { try reserve(1) }
+        let out = MessageBuffer(adopting: base!, count: count, capacity: capacity)
         base = nil
         count = 0
         capacity = 0

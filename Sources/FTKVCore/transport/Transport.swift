@@ -22,12 +22,15 @@ final class Transport {
     let rank: Int32
     let size: Int32
     var epoch: UInt32 = 0
+    /// How long a message that has started arriving may take to complete.
+    let receiveTimeout: Double
     private var nextRequestID: UInt64 = 1
     private var inFlight: [(request: MPI_Request?, buffer: MessageBuffer)] = []
     private var awaiting = Set<UInt64>()
     private var replies: [UInt64: Incoming] = [:]
 
-    init(comm: MPIComm, rank: Int32, size: Int32) {
+    init(comm: MPIComm, rank: Int32, size: Int32, receiveTimeout: Double) {
+        self.receiveTimeout = receiveTimeout
         self.comm = comm
         self.rank = rank
         self.size = size
@@ -42,11 +45,11 @@ final class Transport {
     }
 
     /// Sends a request to `dest`; the reply will be kept for `takeReply(id)`.
-    func sendRequest(to dest: Int32, kind: Wire.Kind, argument: UInt64,
+    func sendRequest(to dest: Int32, kind: Wire.Kind, argument: UInt64, bodySize: Int,
                      body: (inout ByteWriter) throws -> Void) throws -> UInt64 {
         let id = nextRequestID
         nextRequestID += 1
-        var w = try ByteWriter(reserving: Wire.headerSize)
+        var w = try ByteWriter(reserving: Wire.headerSize + bodySize)
         do {
             try Wire.write(header(kind, requestID: id, argument: argument), to: &w)
             try body(&w)
@@ -146,7 +149,23 @@ final class Transport {
             guard let buffer = MessageBuffer(capacity: Int(count)) else {
                 throw KVFailure(.noMemory, "cannot allocate \(count) bytes for a message from rank \(status.MPI_SOURCE)")
             }
-            try mpiCheck(MPI_Mrecv(buffer.base, count, cmpi_byte(), &message, &status), "MPI_Mrecv")
+            // Nonblocking even now: a large message arrives in fragments that the sender must push,
+            // and a sender that dies mid-way must cost a timeout, not a hang.
+            var request: MPI_Request? = cmpi_request_null()
+            try mpiCheck(MPI_Imrecv(buffer.base, count, cmpi_byte(), &message, &request), "MPI_Imrecv")
+            let deadline = Deadline(seconds: receiveTimeout)
+            var backoff = Backoff(spinRounds: 10_000, maxSleepMicros: 100)
+            while true {
+                var done: Int32 = 0
+                try mpiCheck(MPI_Test(&request, &done, cmpi_status_ignore()), "MPI_Test of a receive")
+                if done != 0 { break }
+                if deadline.hasPassed {
+                    MPI_Cancel(&request)
+                    _ = Unmanaged.passRetained(buffer) // MPI may still write into it
+                    throw KVFailure(.timedOut, "a \(count)-byte message from rank \(status.MPI_SOURCE) did not complete within \(receiveTimeout) s")
+                }
+                backoff.pause()
+            }
             buffer.setCount(Int(count))
             var reader = ByteReader(buffer.bytes)
             guard let header = try? Wire.readHeader(&reader) else { continue }
