@@ -82,7 +82,8 @@ int kv_open_f(MPI_Fint comm, const char *name, size_t namelen, MPI_Fint info, kv
  * kv_close - flush (as kv_fence), then release the store.          COLLECTIVE.
  * Sets *kv = NULL in every case. kv == NULL or *kv == NULL is fine (returns KV_OK).
  * Returns the fence's result (see kv_fence), or KV_EMISUSE for a closed handle or after
- * MPI_Finalize (memory is still released).
+ * MPI_Finalize (memory is still released). The handle is gone afterwards, so the detail of a
+ * failure is in kv_errmsg(NULL).
  */
 int kv_close(kv_store **kv);
 
@@ -119,7 +120,9 @@ int kv_del(kv_store *kv, const void *key, size_t keylen);
 /*
  * kv_fence - make every earlier kv_put/kv_del of every rank visible on every rank.   COLLECTIVE.
  * On return, all replicas of every key hold the latest value written before the fence.
- * Returns KV_OK, KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT.
+ * Returns KV_OK, KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT. After KV_ETIMEDOUT or KV_EMPI the
+ * handle is unusable (the communicator's state is unknown): later calls return that code; close it.
+ * (KV_ETIMEDOUT from a local call such as kv_get leaves the handle usable.)
  */
 int kv_fence(kv_store *kv);
 

@@ -9,7 +9,7 @@ extension Engine {
         do {
             try fenceLocked()
         } catch {
-            noteFailure(error)
+            noteFailure(error, inCollective: true)
             throw error
         }
     }
@@ -81,7 +81,7 @@ extension Engine {
         case .broken(let f):
             failure = f
         case .open:
-            do { try fenceLocked() } catch { failure = error; noteFailure(error) }
+            do { try fenceLocked() } catch { failure = error; noteFailure(error, inCollective: true) }
         }
         lock.unlock()
         progressThread?.stop()

@@ -49,10 +49,11 @@ extension Engine {
         // A private duplicate: the store's traffic never mixes with the application's.
         var dup: MPI_Comm? = cmpi_comm_null()
         var request: MPI_Request? = cmpi_request_null()
+        // The gate covers the whole duplication: it progresses inside the MPI_Test calls.
         try CommunicatorGate.exclusively {
             try mpiCheck(MPI_Comm_idup(comm, &dup, &request), "MPI_Comm_idup")
+            try waitForCollective(&request, seconds: timeout, what: "duplicating the communicator")
         }
-        try waitForCollective(&request, seconds: timeout, what: "duplicating the communicator")
         var ownsDup = true
         defer {
             if ownsDup { CommunicatorGate.exclusively { _ = MPI_Comm_free(&dup) } }

@@ -51,6 +51,7 @@ public final class Engine: @unchecked Sendable {
     var fenceSeq: UInt64 = 1
     var writeSeq: UInt64 = 0
     var requestsServed: UInt64 = 0
+    var inlineCalls: UInt32 = 0
     var progressThread: ProgressThread?
     /// Application threads inside a wait loop (they serve requests themselves meanwhile).
     let applicationWaiters = Atomic<Int>(0)
@@ -94,9 +95,27 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// A collective or MPI failure leaves the communicator in an unknown state: remember it.
-    func noteFailure(_ error: Error) {
-        if let f = error as? KVFailure, f.code == .timedOut || f.code == .mpi { state = .broken(f) }
+    /// An MPI failure, or a collective that timed out (it stays posted, so later collectives on
+    /// the communicator would mismatch), leaves the store unusable: remember it. A point-to-point
+    /// request that timed out does not: its late reply is recognised by id and dropped.
+    func noteFailure(_ error: Error, inCollective: Bool) {
+        guard let f = error as? KVFailure else { return }
+        if f.code == .mpi || (f.code == .timedOut && inCollective) { state = .broken(f) }
+    }
+
+    /// Below MPI_THREAD_MULTIPLE nobody else serves requests, so local calls do it too, every
+    /// 32nd call (the header promises an answer "when the owner next enters a libftkv call").
+    /// Opportunistic: a failure here surfaces in the next call that waits.
+    @inline(__always)
+    func serveInline() {
+        guard progressThread == nil else { return }
+        inlineCalls &+= 1
+        guard inlineCalls & 31 == 0 else { return }
+        do {
+            _ = try transport.progress(serve: serve)
+        } catch {
+            noteFailure(error, inCollective: false)
+        }
     }
 
     // MARK: local operations
@@ -117,6 +136,7 @@ public final class Engine: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         try checkUsable()
+        serveInline()
         writeSeq += 1
         let stamp = Stamp(fence: fenceSeq, rank: UInt32(bitPattern: rank), seq: writeSeq)
         switch config.consistency {
@@ -128,7 +148,7 @@ public final class Engine: @unchecked Sendable {
             do {
                 try replicate(op)
             } catch {
-                noteFailure(error)
+                noteFailure(error, inCollective: false)
                 throw error
             }
         }
@@ -140,6 +160,7 @@ public final class Engine: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         try checkUsable()
+        serveInline()
         if let mine = pending.find(key, hash: hash) {
             return Engine.deliver(mine.isTombstone ? nil : mine.value, into: buffer)
         }
@@ -151,7 +172,7 @@ public final class Engine: @unchecked Sendable {
         do {
             return try remoteGet(key: key, from: primary, into: buffer)
         } catch {
-            noteFailure(error)
+            noteFailure(error, inCollective: false)
             throw error
         }
     }
@@ -210,7 +231,7 @@ public final class Engine: @unchecked Sendable {
         do {
             return try transport.progress(serve: serve)
         } catch {
-            noteFailure(error)
+            noteFailure(error, inCollective: false)
             return false
         }
     }
