@@ -15,8 +15,9 @@ extension Engine {
         var backoff = Backoff()
         while true {
             if try done() { return }
-            let active = try transport.progress(serve: serve)
+            var active = try transport.progress(serve: serve)
             if try done() { return }
+            if Lifecycle.serveOthers(than: self) { active = true }
             if deadline.hasPassed {
                 throw KVFailure(.timedOut, "\(what()) did not complete within \(config.timeoutSeconds) s (ftkv_timeout)")
             }

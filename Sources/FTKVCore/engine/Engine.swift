@@ -222,6 +222,12 @@ public final class Engine: @unchecked Sendable {
         return backgroundProgress() ? .active : .idle
     }
 
+    /// Progress on behalf of another store's wait loop (see Lifecycle.serveOthers).
+    func serveIfNoProgressThread() -> Bool {
+        guard progressThread == nil else { return false }
+        return backgroundProgress()
+    }
+
     private func backgroundProgress() -> Bool {
         guard CommunicatorGate.tryEnterShared() else { return false }
         defer { CommunicatorGate.leaveShared() }

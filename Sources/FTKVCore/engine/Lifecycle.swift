@@ -1,4 +1,5 @@
 import CMPI
+import Synchronization
 
 /// Open engines of this process, and the hook that runs when the application calls MPI_Finalize
 /// (an attribute on MPI_COMM_SELF is deleted first thing in MPI_Finalize): it stops every progress
@@ -20,20 +21,45 @@ enum Lifecycle {
         }
     }
 
+    /// True while more than one store is open (checked without the lock on every wait poll).
+    private static let several = Atomic<Bool>(false)
+
     static func register(_ engine: Engine) {
-        lock.withLock { engines[ObjectIdentifier(engine)] = engine }
+        lock.withLock {
+            engines[ObjectIdentifier(engine)] = engine
+            several.store(engines.count > 1, ordering: .relaxed)
+        }
     }
 
     static func unregister(_ engine: Engine) {
-        lock.withLock { _ = engines.removeValue(forKey: ObjectIdentifier(engine)) }
+        lock.withLock {
+            _ = engines.removeValue(forKey: ObjectIdentifier(engine))
+            several.store(engines.count > 1, ordering: .relaxed)
+        }
     }
 
     static var openCount: Int { lock.withLock { engines.count } }
+
+    /// A wait loop of one store also serves the other open stores of this process that have no
+    /// progress thread: below MPI_THREAD_MULTIPLE, a rank waiting in store A's fence must still
+    /// answer requests for store B (the header promises service inside any libftkv call).
+    /// Other engines are only try-locked, so this never blocks or deadlocks.
+    static func serveOthers(than engine: Engine) -> Bool {
+        guard several.load(ordering: .relaxed) else { return false }
+        return lock.withLock {
+            var active = false
+            for other in engines.values where other !== engine {
+                if other.serveIfNoProgressThread() { active = true }
+            }
+            return active
+        }
+    }
 
     fileprivate static func mpiFinalizing() {
         let open = lock.withLock { () -> [Engine] in
             let list = Array(engines.values)
             engines.removeAll()
+            several.store(false, ordering: .relaxed)
             return list
         }
         for engine in open { engine.mpiFinalizing() }
