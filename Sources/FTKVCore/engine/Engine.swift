@@ -164,7 +164,7 @@ public final class Engine: @unchecked Sendable {
         if let mine = pending.find(key, hash: hash) {
             return Engine.deliver(mine.isTombstone ? nil : mine.value, into: buffer)
         }
-        let (isLocal, primary) = placement.withReplicas(ofHash: hash) { ($0.contains(rank), $0.first!) }
+        let (isLocal, primary) = placement.withReplicas(ofHash: hash) { ($0.contains(rank), $0.first ?? rank) }
         if isLocal {
             let rec = store.find(key, hash: hash)
             return Engine.deliver(rec.flatMap { $0.isTombstone ? nil : $0.value }, into: buffer)

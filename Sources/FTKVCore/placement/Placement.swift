@@ -69,6 +69,7 @@ public struct Placement: Sendable {
     /// Calls body with the replica ranks of a key hash, primary first.
     @inline(__always)
     public func withReplicas<R>(ofHash hash: UInt64, _ body: (ArraySlice<Int32>) throws -> R) rethrows -> R {
+        guard !points.isEmpty else { return try body([]) } // an empty view holds nothing
         let s = segment(hash) * replicas
         return try body(sets[s..<(s + replicas)])
     }

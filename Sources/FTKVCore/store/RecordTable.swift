@@ -43,6 +43,7 @@ public final class RecordTable {
     public private(set) var liveBytes = 0
 
     public init() {
+        // 4 KiB: if even this fails, the process cannot create a Swift object either.
         slotCount = RecordTable.initialSlots
         slots = RecordTable.allocateSlots(slotCount)!
     }
@@ -86,16 +87,17 @@ public final class RecordTable {
             let offset = slots[slot].offsetPlusOne - 1
             let old = header(atOffset: offset)
             if onlyIfNewer && !(stamp > old.stamp) { return false }
-            if !old.tombstone {
-                liveCount -= 1
-                liveBytes -= key.count + old.valueLen
-            }
             if old.valueLen == valueCount {
                 writeRecord(atOffset: offset, key: nil, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
             } else {
+                // May throw (no memory): counters are only touched once the write has happened.
                 let newOffset = try append(key: key, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
                 garbageBytes += RecordTable.recordSize(keyLen: key.count, valueLen: old.valueLen)
                 slots[slot].offsetPlusOne = newOffset + 1
+            }
+            if !old.tombstone {
+                liveCount -= 1
+                liveBytes -= key.count + old.valueLen
             }
         } else {
             try growSlotsIfNeeded()

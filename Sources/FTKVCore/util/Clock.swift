@@ -13,7 +13,7 @@ struct Deadline {
     let atNanos: UInt64
 
     init(seconds: Double) {
-        let ns = seconds <= 0 ? 0 : min(seconds * 1e9, Double(UInt64.max / 4))
+        let ns = seconds.isNaN || seconds <= 0 ? 0 : min(seconds * 1e9, Double(UInt64.max / 4))
         atNanos = monotonicNanos() &+ UInt64(ns)
     }
 
