@@ -64,15 +64,13 @@ extension Engine {
         try mpiCheck(MPI_Comm_rank(dup, &rank), "MPI_Comm_rank")
         try mpiCheck(MPI_Comm_size(dup, &size), "MPI_Comm_size")
 
-        let nodeName = try config.node ?? sharedMemoryNodeName(dup!, rank: rank, timeout: timeout)
-
         var mine = OpenRecord()
         mine.status = localFailure?.code.rawValue ?? 0
         mine.replicas = Int32(config.replicas)
         mine.consistency = config.consistency.rawValue
         mine.nameHash = name.map { StableHash.hash($0) } ?? 0
         mine.nameLength = UInt64(name?.utf8.count ?? 0)
-        mine.nodeHash = StableHash.hash(nodeName)
+        mine.nodeHash = config.node.map { StableHash.hash($0) } ?? 0 // 0: not named, ask MPI below
         let all = try allgather(mine, comm: dup!, size: Int(size), timeout: timeout)
 
         if let bad = all.firstIndex(where: { $0.status != 0 }) {
@@ -87,8 +85,20 @@ extension Engine {
             throw KVFailure(.invalid, "ftkv_replicas/ftkv_consistency differ across ranks (rank \(other) differs from rank 0)")
         }
 
+        // Node identities. MPI_Comm_split_type has no nonblocking form, so it runs only now that the
+        // allgather has shown every rank is inside this kv_open (a rank arriving after the others
+        // timed out fails in the allgather instead of blocking here alone), and only if some rank
+        // did not name its node. The decision comes from gathered data, so all ranks take it.
+        var nodes = all.map { $0.nodeHash }
+        if nodes.contains(0) {
+            let leader = try sharedMemoryLeader(dup!, rank: rank, timeout: timeout)
+            var record = OpenRecord()
+            record.nodeHash = mine.nodeHash != 0 ? mine.nodeHash : StableHash.hash("shm-\(leader)")
+            nodes = try allgather(record, comm: dup!, size: Int(size), timeout: timeout).map { $0.nodeHash }
+        }
+
         let transport = Transport(comm: dup!, rank: rank, size: size, receiveTimeout: timeout)
-        let view = View.initial(nodeIdentities: all.map { $0.nodeHash })
+        let view = View.initial(nodeIdentities: nodes)
         let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view)
         let wantThread = config.progress == .thread || (config.progress == .auto && multiple)
         if wantThread {
@@ -101,8 +111,8 @@ extension Engine {
         return engine
     }
 
-    /// "shm-<lowest rank of my shared-memory group>": ranks on one node agree on it.
-    private static func sharedMemoryNodeName(_ comm: MPI_Comm, rank: Int32, timeout: Double) throws -> String {
+    /// The lowest rank of my shared-memory group (MPI_COMM_TYPE_SHARED): ranks on one node agree.
+    private static func sharedMemoryLeader(_ comm: MPI_Comm, rank: Int32, timeout: Double) throws -> Int32 {
         var shm: MPI_Comm? = cmpi_comm_null()
         try CommunicatorGate.exclusively {
             try mpiCheck(MPI_Comm_split_type(comm, cmpi_comm_type_shared(), 0, cmpi_info_null(), &shm),
@@ -114,7 +124,7 @@ extension Engine {
         var request: MPI_Request? = cmpi_request_null()
         try mpiCheck(MPI_Iallreduce(&mine, &leader, 1, cmpi_int(), cmpi_op_min(), shm, &request), "MPI_Iallreduce")
         try waitForCollective(&request, seconds: timeout, what: "finding the node leader")
-        return "shm-\(leader)"
+        return leader
     }
 
     private static func allgather(_ mine: OpenRecord, comm: MPI_Comm, size: Int, timeout: Double) throws -> [OpenRecord] {
