@@ -26,6 +26,19 @@ private func withEngine(_ kv: OpaquePointer?, _ body: (Engine) throws -> Int32) 
     }
 }
 
+/// Runs a call that has no (more) handle to report on: failures go to kv_errmsg(NULL).
+private func reportingGlobally(_ call: String, _ body: () throws -> Int32) -> Int32 {
+    do {
+        return try body()
+    } catch let failure as KVFailure {
+        ErrorText.setGlobal("\(call): \(failure.message)")
+        return failure.code.rawValue
+    } catch {
+        ErrorText.setGlobal("\(call): unexpected error: \(error)")
+        return KVCode.internal.rawValue
+    }
+}
+
 private func keyBuffer(_ key: UnsafeRawPointer?, _ keylen: Int) throws -> UnsafeRawBufferPointer {
     guard let key else { throw KVFailure(.invalid, "key is NULL") }
     guard keylen >= 1 else { throw KVFailure(.invalid, keylen == 0 ? "key length is 0 (keys are 1 to \(Engine.maxKeyLength) bytes)" : "key length exceeds the limit of \(Engine.maxKeyLength) bytes") }
@@ -74,31 +87,20 @@ private func open(_ comm: () -> MPI_Comm?, _ name: () -> String?, _ info: () -> 
         return KVCode.misuse.rawValue
     }
     kv.pointee = nil
-    do {
+    return reportingGlobally("kv_open") {
         // Checked before touching any MPI object (MPI_Info, Fortran handle conversion).
         switch MPIState.current {
         case .notInitialized: throw KVFailure(.misuse, "MPI is not initialised: call MPI_Init before kv_open")
         case .finalized: throw KVFailure(.misuse, "MPI has been finalised: kv_open is no longer possible")
         case .usable: break
         }
-        // A bad info is reported after the collective agreement, like any local problem.
-        let engine: Engine
-        do {
-            let options = try infoOptions(info())
-            engine = try Engine.open(comm: comm(), name: name(), options: options)
-        }
+        let engine = try Engine.open(comm: comm(), name: name(), options: try infoOptions(info()))
         guard let handle = Handles.insert(engine) else {
             try? engine.close()
             throw KVFailure(.noMemory, "too many open stores in this process")
         }
         kv.pointee = handle
         return KVCode.ok.rawValue
-    } catch let failure as KVFailure {
-        ErrorText.setGlobal("kv_open: \(failure.message)")
-        return failure.code.rawValue
-    } catch {
-        ErrorText.setGlobal("kv_open: unexpected error: \(error)")
-        return KVCode.internal.rawValue
     }
 }
 
@@ -127,15 +129,9 @@ public func kv_close(_ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
         ErrorText.setGlobal("kv_close: the kv_store handle is not open (closed twice?)")
         return KVCode.misuse.rawValue
     }
-    do {
+    return reportingGlobally("kv_close") {
         try handle.engine.close()
         return KVCode.ok.rawValue
-    } catch let failure as KVFailure {
-        ErrorText.setGlobal("kv_close: \(failure.message)")
-        return failure.code.rawValue
-    } catch {
-        ErrorText.setGlobal("kv_close: unexpected error: \(error)")
-        return KVCode.internal.rawValue
     }
 }
 
