@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# tests/run-all.sh - every test of libftkv; `make test` runs it.
+#
+# Runs each step in order, logs it to build/test-logs/, goes on after a failure, and ends with
+# one line "N passed, M failed"; the exit status is non-zero when M > 0.
+#   FTKV_TEST_ONLY=regex   run only the steps whose name matches (e.g. 'Fortran|header')
+#   FTKV_TEST_QUIET=1      print a step's output only when it fails
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 2
+# shellcheck source=tests/mpi-env.sh
+. tests/mpi-env.sh
+
+command -v swift >/dev/null 2>&1 || PATH="$PATH:/opt/swift/usr/bin"
+MAKE="${MAKE:-make}"
+STAGE="$ROOT/build/stage"
+OUT="$ROOT/build/tests"
+LOGS="$ROOT/build/test-logs"
+export PKG_CONFIG_PATH="$STAGE/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+rm -rf "$LOGS"
+mkdir -p "$OUT" "$LOGS"
+
+passed=0
+failed=0
+failed_steps=()
+
+# run_step NAME command [args...]: one named step; its output goes to the terminal and a log.
+run_step() {
+    local name="$1"
+    shift
+    if [ -n "${FTKV_TEST_ONLY:-}" ] && ! [[ "$name" =~ ${FTKV_TEST_ONLY} ]]; then
+        return 0
+    fi
+    local n=$((passed + failed + 1))
+    local log
+    log="$LOGS/$(printf '%02d' "$n")-$(printf '%s' "$name" | tr -c 'A-Za-z0-9.-' '_' | cut -c1-60).log"
+    echo
+    echo "==== [$n] $name"
+    local t0=$SECONDS rc
+    if [ "${FTKV_TEST_QUIET:-0}" = 1 ]; then
+        "$@" </dev/null >"$log" 2>&1
+        rc=$?
+    else
+        "$@" </dev/null 2>&1 | tee "$log"
+        rc=${PIPESTATUS[0]}
+    fi
+    local dt=$((SECONDS - t0))
+    if [ "$rc" -eq 0 ]; then
+        passed=$((passed + 1))
+        echo "==== [$n] PASS: $name (${dt}s)"
+    else
+        failed=$((failed + 1))
+        failed_steps+=("[$n] $name (exit $rc, log: ${log#"$ROOT"/})")
+        [ "${FTKV_TEST_QUIET:-0}" = 1 ] && tail -n 60 "$log"
+        echo "==== [$n] FAIL: $name (exit $rc, ${dt}s)"
+    fi
+}
+
+# ---- the steps ---------------------------------------------------------------------------------
+
+swift_build() { timeout 2400 swift build; }
+swift_unit_tests() { timeout 2400 swift test; }
+
+stage_install() {
+    # No rm -rf first: someone may be running tests against build/stage; install(1) replaces
+    # each file, so running programs keep what they mapped.
+    timeout 2400 "$MAKE" --no-print-directory install PREFIX="$STAGE" DESTDIR= || return 1
+    echo "--- installed:"
+    (cd "$STAGE" && find . \( -type f -o -type l \) | sort | while read -r f; do
+        if [ -L "$f" ]; then echo "$f -> $(readlink "$f")"; else echo "$f ($(stat -c %s "$f") bytes)"; fi
+    done)
+    readelf -d "$STAGE/lib/libftkv.so.0" | grep -E 'SONAME|NEEDED|RUNPATH|RPATH'
+    local fail=0
+    for f in lib/libftkv.so lib/libftkv.so.0 bin/ftkv include/ftkv.h lib/pkgconfig/ftkv.pc \
+             share/ftkv/fortran/ftkv.f90; do
+        [ -e "$STAGE/$f" ] || { echo "missing from the install: $f"; fail=1; }
+    done
+    [ -x "$STAGE/bin/ftkv" ] || { echo "bin/ftkv is not executable"; fail=1; }
+    return "$fail"
+}
+
+header_c99() {
+    mpicc -std=c99 -Wall -Wextra -pedantic -Werror -I"$STAGE/include" \
+        -c tests/header/header_test.c -o "$OUT/header_test_c.o" &&
+    echo "ftkv.h compiles cleanly as C99 (mpicc -std=c99 -Wall -Wextra -pedantic -Werror)"
+}
+
+# Open MPI's mpi.h pulls in its deprecated C++ bindings, which themselves fail -Wextra -Werror
+# (-Wcast-function-type in ompi/mpi/cxx/op_inln.h). Its include directories are therefore given
+# as system directories, so that only warnings from ftkv.h count.
+header_cxx() {
+    local -a sys=()
+    local d
+    for d in $(mpicxx --showme:incdirs); do sys+=(-isystem "$d"); done
+    mpicxx -x c++ "${sys[@]}" -Wall -Wextra -pedantic -Werror -I"$STAGE/include" \
+        -c tests/header/header_test.c -o "$OUT/header_test_cxx.o" &&
+    echo "ftkv.h compiles cleanly as C++ (mpicxx -Wall -Wextra -pedantic -Werror)"
+}
+
+exports_installed() { bash tests/check-exports.sh "$STAGE/lib/libftkv.so" include/ftkv.h; }
+exports_debug() { bash tests/check-exports.sh .build/debug/libftkv.so include/ftkv.h; }
+
+mpi_suite() {
+    if [ ! -f tests/run-mpi.sh ]; then
+        echo "tests/run-mpi.sh does not exist"
+        return 1
+    fi
+    # Its own "N passed, M failed" line is relabelled, so that the last line of this script is
+    # the only line of that form.
+    FTKV_PREFIX="$STAGE" bash tests/run-mpi.sh 2>&1 |
+        sed -u 's/^\([0-9][0-9]* passed, [0-9][0-9]* failed\)$/tests\/run-mpi.sh: \1/'
+    return "${PIPESTATUS[0]}"
+}
+
+examples_build() {
+    "$MAKE" --no-print-directory -C examples-c clean &&
+    "$MAKE" --no-print-directory -C examples-c PKG_CONFIG_PATH="$PKG_CONFIG_PATH"
+}
+
+# run_expect_pass NRANKS TIMEOUT program: the program must exit 0 and print a line starting PASS.
+run_expect_pass() {
+    local out rc
+    out="$(mktemp)"
+    ftkv_mpirun "$@" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ] && ! grep -q '^PASS' "$out"; then
+        echo "exit status 0 but no PASS line"
+        rc=1
+    fi
+    rm -f "$out"
+    return "$rc"
+}
+
+FORTRAN_DIR="$OUT/fortran"
+fortran_build() {
+    rm -rf "$FORTRAN_DIR"
+    mkdir -p "$FORTRAN_DIR"
+    local src libs
+    src="$(pkg-config --variable=fortrandir ftkv)/ftkv.f90" || return 1
+    libs="$(pkg-config --libs ftkv)" || return 1
+    echo "module source: $src"
+    # shellcheck disable=SC2086
+    (cd "$FORTRAN_DIR" &&
+        mpifort -g -Wall -fcheck=all -c "$src" -o ftkv.o &&
+        mpifort -g -Wall -fcheck=all "$ROOT/tests/fortran/test_ftkv.f90" ftkv.o $libs -o test_ftkv &&
+        mpifort -g -Wall -fcheck=all "$ROOT/fortran/example.f90" ftkv.o $libs -o example) &&
+    echo "built $FORTRAN_DIR/test_ftkv and $FORTRAN_DIR/example"
+}
+
+fortran_example() {
+    local out rc
+    out="$(mktemp)"
+    ftkv_mpirun 2 90 "$FORTRAN_DIR/example" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ] && [ "$(grep -c 'intact: T' "$out")" -ne 2 ]; then
+        echo "expected 2 lines 'intact: T'"
+        rc=1
+    fi
+    rm -f "$out"
+    return "$rc"
+}
+
+swift_example() {
+    local exe=.build/debug/ftkv-swift-example
+    if [ ! -x "$exe" ]; then
+        echo "$exe does not exist (no swift-example target built yet)"
+        return 1
+    fi
+    ftkv_mpirun 2 90 "$exe"
+}
+
+# The installed library from a plain mpicc program, run with an (almost) empty environment: no
+# toolchain on PATH, no LD_LIBRARY_PATH; found through the executable's rpath.
+minimal_env() {
+    mpicc -std=c99 -Wall -Wextra tests/c/smoke.c -I"$STAGE/include" \
+        -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv -o "$OUT/smoke" || return 1
+    local deps
+    deps="$(ldd "$OUT/smoke")" || return 1
+    echo "--- ldd $OUT/smoke | grep ftkv:"
+    grep ftkv <<<"$deps"
+    grep -q "libftkv.so.0 => $STAGE/lib/libftkv.so.0" <<<"$deps" || {
+        echo "the program does not load libftkv.so.0 from $STAGE/lib"
+        return 1
+    }
+    env -i PATH=/usr/bin:/bin HOME="${HOME:-/root}" bash -c \
+        '. tests/mpi-env.sh && env | sort | grep -E "^(PATH|LD_|OMPI_)" && ftkv_mpirun 2 90 "$1"' \
+        minimal-env "$OUT/smoke"
+}
+
+no_swift_runtime_needed() {
+    local lib="$STAGE/lib/libftkv.so.0" exe="$STAGE/bin/ftkv" fail=0
+    echo "--- ldd $lib:"
+    env -i PATH=/usr/bin:/bin ldd "$lib" || fail=1
+    echo "--- ldd $exe:"
+    env -i PATH=/usr/bin:/bin ldd "$exe" || fail=1
+    if env -i PATH=/usr/bin:/bin ldd "$lib" "$exe" | grep -iE 'libswift|libFoundation|libdispatch|not found'; then
+        echo "the installed library or tool needs Swift runtime libraries or misses a library"
+        fail=1
+    fi
+    return "$fail"
+}
+
+# ---- run them ----------------------------------------------------------------------------------
+
+echo "libftkv tests in $ROOT ($(swift --version 2>/dev/null | head -n 1); $(mpirun --version | head -n 1))"
+
+run_step "swift build (debug)" swift_build
+run_step "swift test (unit tests)" swift_unit_tests
+run_step "make install PREFIX=build/stage" stage_install
+run_step "header: C99 (mpicc -pedantic -Werror)" header_c99
+run_step "header: C++ (mpicxx -pedantic -Werror)" header_cxx
+run_step "exports: installed libftkv.so == ftkv.h functions" exports_installed
+run_step "exports: debug .build/debug/libftkv.so == ftkv.h functions" exports_debug
+run_step "MPI suite: tests/run-mpi.sh" mpi_suite
+run_step "examples-c: build with pkg-config" examples_build
+run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
+run_step "examples-c: hello, 4 ranks" ftkv_mpirun 4 90 examples-c/bin/hello
+run_step "examples-c: demo, 1 rank" run_expect_pass 1 120 examples-c/bin/demo
+run_step "examples-c: demo, 4 ranks" run_expect_pass 4 180 examples-c/bin/demo
+run_step "Fortran: build module, test and example (mpifort)" fortran_build
+run_step "Fortran: test_ftkv, 2 ranks" run_expect_pass 2 90 "$FORTRAN_DIR/test_ftkv"
+run_step "Fortran: test_ftkv, 4 ranks" run_expect_pass 4 120 "$FORTRAN_DIR/test_ftkv"
+run_step "Fortran: example, 2 ranks" fortran_example
+run_step "Swift example: ftkv-swift-example, 2 ranks" swift_example
+run_step "installed library, plain mpicc program, minimal env (env -i)" minimal_env
+run_step "installed library and tool need no Swift runtime (ldd)" no_swift_runtime_needed
+
+echo
+if [ "${#failed_steps[@]}" -gt 0 ]; then
+    echo "failed steps:"
+    printf '  %s\n' "${failed_steps[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
