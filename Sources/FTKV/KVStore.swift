@@ -114,6 +114,10 @@ public final class KVStore {
     public func close() throws { try call { try engine.close() } }
 
     /// Ranks holding the key, primary first.
+    public func locate(key: UnsafeRawBufferPointer) throws -> [Int32] {
+        try call { try engine.locate(key: key) }
+    }
+
     public func locate(_ key: String) throws -> [Int32] {
         try call { try Array(key.utf8).withUnsafeBytes { try engine.locate(key: $0) } }
     }

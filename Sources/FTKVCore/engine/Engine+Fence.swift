@@ -29,10 +29,6 @@ extension Engine {
         var batches = [BatchBuilder?](repeating: nil, count: Int(transport.size))
         var sealed: [(dest: Int32, message: MessageBuffer)] = []
         defer { for b in batches { b?.writer.release() } }
-        // This rank holds about replicas/size of all keys: size the table for its share.
-        let size = Int(transport.size), replicas = placement.replicas
-        let share = { (n: Int) in n / size * replicas + 1024 }
-        store.reserve(keys: share(pending.count), bytes: share(pending.liveBytes))
         try pending.forEach { rec in
             try placement.withReplicas(ofHash: rec.hash) { set in
                 for dest in set {

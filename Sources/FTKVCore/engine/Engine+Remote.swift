@@ -80,7 +80,6 @@ extension Engine {
         case .apply:
             var applied: UInt64 = 0
             var status = Wire.Status.ok
-            store.reserve(keys: Int(min(h.argument, 1 << 32)), bytes: body.remaining)
             do {
                 try OpCodec.forEach(in: &body, count: h.argument) { key, value, stamp, tombstone in
                     try store.upsert(key, hash: StableHash.hash(key), value: value, stamp: stamp,

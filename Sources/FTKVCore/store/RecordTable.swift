@@ -64,6 +64,9 @@ public final class RecordTable {
     // MARK: reading
 
     public func find(_ key: UnsafeRawBufferPointer, hash: UInt64) -> RecordView? {
+        // An emptied table keeps its slots: probing them would cost a cache miss for nothing
+        // (the pending table after every fence, on every get).
+        guard count > 0 else { return nil }
         let (slot, found) = probe(key, hash: hash)
         return found ? view(atOffset: slots[slot].offsetPlusOne - 1, hash: hash) : nil
     }
@@ -115,33 +118,21 @@ public final class RecordTable {
         return true
     }
 
-    /// Makes room for `keys` more keys and `bytes` more key+value bytes at once, so applying a big
-    /// batch does not rehash and re-copy the arena repeatedly. Best effort: failures surface later.
-    public func reserve(keys: Int, bytes: Int) {
-        var wanted = slotCount
-        while (count + keys) * 2 > wanted { wanted *= 2 }
-        if wanted > slotCount { try? resizeSlots(to: wanted) }
-        let arenaNeeded = arenaUsed + bytes + keys * (RecordTable.headerSize + 8)
-        if arenaNeeded > arenaCapacity,
-           let grown = LargeMemory.reallocate(arena, used: arenaUsed, to: arenaNeeded) {
-            arena = grown
-            arenaCapacity = arenaNeeded
-        }
-    }
-
-    /// Forgets every record; keeps modest allocations for reuse.
+    /// Forgets every record. Keeps its allocations up to 256 MiB of arena and 2^21 slots
+    /// (32 MiB), so a checkpoint loop that writes similar data every interval does not regrow the
+    /// pending table after each fence; larger ones are released.
     public func removeAll() {
         count = 0
         liveCount = 0
         liveBytes = 0
         arenaUsed = 0
         garbageBytes = 0
-        if arenaCapacity > 16 << 20 {
+        if arenaCapacity > 256 << 20 {
             free(arena)
             arena = nil
             arenaCapacity = 0
         }
-        if slotCount > 1 << 16, let small = RecordTable.allocateSlots(RecordTable.initialSlots) {
+        if slotCount > 1 << 21, let small = RecordTable.allocateSlots(RecordTable.initialSlots) {
             free(slots)
             slots = small
             slotCount = RecordTable.initialSlots
