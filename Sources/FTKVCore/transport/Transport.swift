@@ -5,6 +5,7 @@ struct Incoming {
     let buffer: MessageBuffer
     let header: Wire.Header
     let source: Int32
+    let tag: Int32
     /// The bytes after the header.
     var body: ByteReader {
         var r = ByteReader(buffer.bytes)
@@ -103,16 +104,16 @@ final class Transport {
     /// anything happened, so idle callers can back off.
     func progress(serve: (Incoming) throws -> MessageBuffer?) throws -> Bool {
         var active = try completeSends()
-        while let request = try receive(tag: Wire.requestTag) {
+        // One probe for both kinds (the communicator is the store's own, so every tag is ours):
+        // each MPI_Improbe runs Open MPI's whole progress engine, most of an idle poll's cost.
+        while let message = try receive() {
             active = true
-            if let reply = try serve(request) {
-                try send(reply, to: request.source, tag: Wire.replyTag)
-            }
-        }
-        while let reply = try receive(tag: Wire.replyTag) {
-            active = true
-            if awaiting.contains(reply.header.requestID) {
-                replies[reply.header.requestID] = reply
+            if message.tag == Wire.requestTag {
+                if let reply = try serve(message) {
+                    try send(reply, to: message.source, tag: Wire.replyTag)
+                }
+            } else if message.tag == Wire.replyTag && awaiting.contains(message.header.requestID) {
+                replies[message.header.requestID] = message
             }
         }
         return active
@@ -136,13 +137,13 @@ final class Transport {
         return done
     }
 
-    /// Receives one message with `tag` if one has arrived. Malformed messages are dropped.
-    private func receive(tag: Int32) throws -> Incoming? {
+    /// Receives one message if one has arrived. Malformed messages are dropped.
+    private func receive() throws -> Incoming? {
         while true {
             var flag: Int32 = 0
             var message: MPI_Message? = cmpi_message_null()
             var status = MPI_Status()
-            try mpiCheck(MPI_Improbe(MPI_ANY_SOURCE, tag, comm, &flag, &message, &status), "MPI_Improbe")
+            try mpiCheck(MPI_Improbe(MPI_ANY_SOURCE, MPI_ANY_TAG, comm, &flag, &message, &status), "MPI_Improbe")
             guard flag != 0 else { return nil }
             var count: Int32 = 0
             try mpiCheck(MPI_Get_count(&status, cmpi_byte(), &count), "MPI_Get_count")
@@ -169,7 +170,7 @@ final class Transport {
             buffer.setCount(Int(count))
             var reader = ByteReader(buffer.bytes)
             guard let header = try? Wire.readHeader(&reader) else { continue }
-            return Incoming(buffer: buffer, header: header, source: status.MPI_SOURCE)
+            return Incoming(buffer: buffer, header: header, source: status.MPI_SOURCE, tag: status.MPI_TAG)
         }
     }
 

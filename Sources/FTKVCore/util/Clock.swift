@@ -22,8 +22,9 @@ struct Deadline {
 
 /// Waiting politely: spin with sched_yield right after activity (latency), then sleep in growing
 /// steps so an idle waiter does not burn a core (Open MPI's own blocking calls would busy-poll).
-/// After about a thousand sleeps at the maximum (a second or more of idleness) it rests longer,
-/// if `restMicros` is given: an idle progress thread then wakes ~250 times a second.
+/// After about two hundred sleeps (0.2 s or more of idleness) it rests longer, if `restMicros` is
+/// given: an idle progress thread then wakes ~100 times a second (each wake-up costs tens of
+/// microseconds of context switching, most of an idle store's CPU).
 struct Backoff {
     private var idleRounds = 0
     private let spinRounds: Int
@@ -45,7 +46,7 @@ struct Backoff {
             return
         }
         let step = idleRounds - spinRounds
-        let ns = step > 1000 ? restNanos : min(maxSleepNanos, 10_000 << min(step, 10))
+        let ns = step > 200 ? restNanos : min(maxSleepNanos, 10_000 << min(step, 10))
         var ts = timespec(tv_sec: 0, tv_nsec: ns)
         nanosleep(&ts, nil)
     }
