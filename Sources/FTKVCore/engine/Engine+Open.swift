@@ -105,6 +105,7 @@ extension Engine {
             let thread = ProgressThread { [unowned engine] in engine.backgroundStep() }
             try thread.start()
             engine.progressThread = thread
+            engine.servedInBackground = true
         }
         ownsDup = false
         Lifecycle.register(engine)

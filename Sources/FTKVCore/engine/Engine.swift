@@ -53,6 +53,9 @@ public final class Engine: @unchecked Sendable {
     var requestsServed: UInt64 = 0
     var inlineCalls: UInt32 = 0
     var progressThread: ProgressThread?
+    /// Fixed at open: whether a background thread serves this store (read without the lock by
+    /// other stores' wait loops, so not derived from `progressThread`, which close() clears).
+    var servedInBackground = false
     /// Application threads inside a wait loop (they serve requests themselves meanwhile).
     let applicationWaiters = Atomic<Int>(0)
 
@@ -224,7 +227,7 @@ public final class Engine: @unchecked Sendable {
 
     /// Progress on behalf of another store's wait loop (see Lifecycle.serveOthers).
     func serveIfNoProgressThread() -> Bool {
-        guard progressThread == nil else { return false }
+        guard !servedInBackground else { return false }
         return backgroundProgress()
     }
 
