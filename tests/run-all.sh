@@ -132,6 +132,27 @@ run_expect_pass() {
     return "$rc"
 }
 
+# A rank is SIGKILLed under mpirun --enable-recovery (tests/kill/kill_rank.c): both survivors
+# must print their PASS line (there is no collective verdict with a dead member), and the victim
+# must really have died.
+kill_rank() {
+    local bin="$OUT/kill_rank" out rc
+    mpicc -std=c99 -O1 -g -Wall -Wextra tests/kill/kill_rank.c -o "$bin" \
+        -I"$STAGE/include" -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv || return 1
+    out="$(mktemp)"
+    ftkv_mpirun 3 90 --enable-recovery "$bin" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    local ok=1
+    grep -q '^kill_rank: rank 2 killing itself' "$out" || { echo "the victim did not reach its SIGKILL"; ok=0; }
+    for r in 0 1; do
+        grep -q "^kill_rank: rank $r PASS" "$out" || { echo "survivor rank $r did not pass"; ok=0; }
+    done
+    if grep -q 'FAIL' "$out"; then ok=0; fi
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "timed out"; ok=0; fi
+    rm -f "$out"
+    [ "$ok" -eq 1 ]
+}
+
 FORTRAN_DIR="$OUT/fortran"
 fortran_build() {
     rm -rf "$FORTRAN_DIR"
@@ -213,6 +234,7 @@ run_step "header: C++ (mpicxx -pedantic -Werror)" header_cxx
 run_step "exports: installed libftkv.so == ftkv.h functions" exports_installed
 run_step "exports: debug .build/debug/libftkv.so == ftkv.h functions" exports_debug
 run_step "MPI suite: tests/run-mpi.sh" mpi_suite
+run_step "kill: a rank SIGKILLed under --enable-recovery, survivors check bytes and deadlines" kill_rank
 run_step "examples-c: build with pkg-config" examples_build
 run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
 run_step "examples-c: hello, 4 ranks" ftkv_mpirun 4 90 examples-c/bin/hello
