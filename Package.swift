@@ -20,7 +20,9 @@ let package = Package(
         .target(name: "CMPI", dependencies: ["COpenMPI"]),
         // The public C header (include/ftkv.h) as a module, so @c @implementation checks each entry point.
         .systemLibrary(name: "CFTKV", pkgConfig: "ompi-c"),
-        .target(name: "FTKVCore", dependencies: ["CMPI"]),
+        // System calls Swift's Glibc module lacks (mremap needs _GNU_SOURCE).
+        .target(name: "CPlatform"),
+        .target(name: "FTKVCore", dependencies: ["CMPI", "CPlatform"]),
         .target(name: "FTKV", dependencies: ["FTKVCore", "CMPI"]),
         .target(
             name: "FTKVCABI",

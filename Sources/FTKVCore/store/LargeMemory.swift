@@ -1,26 +1,50 @@
+import CPlatform
 import Glibc
 
-/// Big tables live in memory advised for transparent huge pages: with 4 KiB pages, a random probe
-/// into a store of tens of MiB pays a TLB miss on top of the cache miss (measured: ~45% of a
-/// local get each for the slot and the record). Small requests use plain malloc.
+/// Memory for big tables. Buffers of 2 MiB and more are anonymous mappings advised for transparent
+/// huge pages: with 4 KiB pages a random probe into tens of MiB pays a TLB miss on top of the cache
+/// miss (measured: ~45% of a local get each for the slot and the record). Mappings also come
+/// zeroed (no memset of fresh slot arrays) and grow with mremap (no copy of the arena into fresh
+/// pages the kernel must zero first: page faults were 38% of the first checkpoint interval).
+/// Smaller buffers use malloc. The caller keeps each buffer's byte size and passes it back.
 enum LargeMemory {
     static let hugePage = 2 << 20
 
-    static func allocate(_ bytes: Int) -> UnsafeMutableRawPointer? {
-        guard bytes >= hugePage else { return malloc(max(bytes, 1)) }
-        var p: UnsafeMutableRawPointer?
-        let rounded = (bytes + hugePage - 1) & ~(hugePage - 1)
-        guard posix_memalign(&p, hugePage, rounded) == 0, let p else { return nil }
-        _ = madvise(p, rounded, MADV_HUGEPAGE) // advice only: fine if the kernel declines
+    static func isMapped(_ bytes: Int) -> Bool { bytes >= hugePage }
+
+    /// The size actually reserved for a request (mapped sizes round up to huge pages).
+    static func roundedSize(_ bytes: Int) -> Int {
+        isMapped(bytes) ? (bytes + hugePage - 1) & ~(hugePage - 1) : max(bytes, 1)
+    }
+
+    /// `zeroed`: the caller needs zero bytes (mapped memory always is).
+    static func allocate(_ bytes: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
+        let size = roundedSize(bytes)
+        guard isMapped(size) else { return zeroed ? calloc(1, size) : malloc(size) }
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let p, p != MAP_FAILED else { return nil }
+        _ = madvise(p, size, MADV_HUGEPAGE) // advice only: fine if the kernel declines
         return p
     }
 
-    /// Grows `old` (holding `used` meaningful bytes) to `bytes`.
-    static func reallocate(_ old: UnsafeMutableRawPointer?, used: Int, to bytes: Int) -> UnsafeMutableRawPointer? {
-        guard bytes >= hugePage else { return realloc(old, bytes) }
-        guard let fresh = allocate(bytes) else { return nil }
-        if let old, used > 0 { memcpy(fresh, old, used) }
+    /// Grows a buffer of `oldBytes` (reserved size, from roundedSize) holding `used` meaningful bytes.
+    static func reallocate(_ old: UnsafeMutableRawPointer?, oldBytes: Int, used: Int, to bytes: Int) -> UnsafeMutableRawPointer? {
+        let size = roundedSize(bytes)
+        guard let old else { return allocate(size, zeroed: false) }
+        if !isMapped(size) { return realloc(old, size) }
+        if isMapped(oldBytes) {
+            guard let p = cplatform_mremap_grow(old, oldBytes, size) else { return nil }
+            _ = madvise(p, size, MADV_HUGEPAGE)
+            return p
+        }
+        guard let fresh = allocate(size, zeroed: false) else { return nil }
+        if used > 0 { memcpy(fresh, old, used) }
         free(old)
         return fresh
+    }
+
+    static func release(_ p: UnsafeMutableRawPointer?, bytes: Int) {
+        guard let p else { return }
+        if isMapped(bytes) { munmap(p, bytes) } else { free(p) }
     }
 }

@@ -49,16 +49,20 @@ public final class RecordTable {
     }
 
     deinit {
-        free(slots)
-        free(arena)
+        RecordTable.releaseSlots(slots, slotCount)
+        LargeMemory.release(arena, bytes: arenaCapacity)
     }
 
     /// Zeroed slots (all empty), or nil when memory is short.
     private static func allocateSlots(_ n: Int) -> UnsafeMutablePointer<Slot>? {
-        let bytes = n * MemoryLayout<Slot>.stride
-        guard let raw = LargeMemory.allocate(bytes) else { return nil }
-        memset(raw, 0, bytes)
+        guard let raw = LargeMemory.allocate(slotBytes(n), zeroed: true) else { return nil }
         return raw.bindMemory(to: Slot.self, capacity: n)
+    }
+
+    private static func slotBytes(_ n: Int) -> Int { LargeMemory.roundedSize(n * MemoryLayout<Slot>.stride) }
+
+    private static func releaseSlots(_ slots: UnsafeMutablePointer<Slot>, _ n: Int) {
+        LargeMemory.release(UnsafeMutableRawPointer(slots), bytes: slotBytes(n))
     }
 
     // MARK: reading
@@ -128,12 +132,12 @@ public final class RecordTable {
         arenaUsed = 0
         garbageBytes = 0
         if arenaCapacity > 256 << 20 {
-            free(arena)
+            LargeMemory.release(arena, bytes: arenaCapacity)
             arena = nil
             arenaCapacity = 0
         }
         if slotCount > 1 << 21, let small = RecordTable.allocateSlots(RecordTable.initialSlots) {
-            free(slots)
+            RecordTable.releaseSlots(slots, slotCount)
             slots = small
             slotCount = RecordTable.initialSlots
         } else {
@@ -220,11 +224,11 @@ public final class RecordTable {
         if arenaUsed + size > arenaCapacity {
             var newCapacity = max(arenaCapacity * 2, 64 << 10)
             while newCapacity < arenaUsed + size { newCapacity *= 2 }
-            guard let grown = LargeMemory.reallocate(arena, used: arenaUsed, to: newCapacity) else {
+            guard let grown = LargeMemory.reallocate(arena, oldBytes: arenaCapacity, used: arenaUsed, to: newCapacity) else {
                 throw KVFailure(.noMemory, "cannot grow the store's arena to \(newCapacity) bytes")
             }
             arena = grown
-            arenaCapacity = newCapacity
+            arenaCapacity = LargeMemory.roundedSize(newCapacity)
         }
         let offset = arenaUsed
         arenaUsed += size
@@ -248,7 +252,7 @@ public final class RecordTable {
             while newSlots[j].offsetPlusOne != 0 { j = (j + 1) & mask }
             newSlots[j] = slots[i]
         }
-        free(slots)
+        RecordTable.releaseSlots(slots, slotCount)
         slots = newSlots
         slotCount = newCount
     }
@@ -258,7 +262,7 @@ public final class RecordTable {
         guard arenaUsed > 1 << 20, garbageBytes * 2 > arenaUsed else { return }
         let needed = arenaUsed - garbageBytes
         let newCapacity = max(needed + needed / 2, 64 << 10)
-        guard let fresh = LargeMemory.allocate(newCapacity) else {
+        guard let fresh = LargeMemory.allocate(newCapacity, zeroed: false) else {
             return // compaction is an optimisation: keep the garbage rather than fail a write
         }
         var used = 0
@@ -270,9 +274,9 @@ public final class RecordTable {
             slots[i].offsetPlusOne = used + 1
             used += size
         }
-        free(arena)
+        LargeMemory.release(arena, bytes: arenaCapacity)
         arena = fresh
-        arenaCapacity = newCapacity
+        arenaCapacity = LargeMemory.roundedSize(newCapacity)
         arenaUsed = used
         garbageBytes = 0
     }
