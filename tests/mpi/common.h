@@ -329,4 +329,17 @@ static inline uint64_t t_stat(kv_store *kv, int what, const char *name)
 }
 #define STAT(kv, what) t_stat((kv), (what), #what)
 
+/* Writes into key (>= 64 bytes) the first "<tag>/<i>" whose primary replica is rank `owner`, and
+ * returns its length (0, with a recorded failure, if none of 100000 candidates is). */
+static inline size_t t_key_on(kv_store *kv, int owner, const char *tag, char *key)
+{
+    for (int i = 0; i < 100000; i++) {
+        size_t klen = (size_t)sprintf(key, "%s/%d", tag, i);
+        int ranks[8], n = 0;
+        if (kv_locate(kv, key, klen, ranks, 8, &n) == KV_OK && n >= 1 && ranks[0] == owner) return klen;
+    }
+    CHECK(0, "no key found whose primary is rank %d", owner);
+    return 0;
+}
+
 #endif /* FTKV_TEST_COMMON_H */

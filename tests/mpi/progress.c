@@ -19,17 +19,6 @@
 
 #define OWNER 1
 
-static size_t key_on(kv_store *kv, int owner, const char *tag, char *key)
-{
-    for (int i = 0; i < 100000; i++) {
-        size_t klen = (size_t)sprintf(key, "%s/%d", tag, i);
-        int ranks[8], n = 0;
-        if (kv_locate(kv, key, klen, ranks, 8, &n) == KV_OK && n >= 1 && ranks[0] == owner) return klen;
-    }
-    CHECK(0, "no key found whose primary is rank %d", owner);
-    return 0;
-}
-
 static kv_store *open_or_fail(const char *name)
 {
     kv_store *kv = NULL;
@@ -93,7 +82,7 @@ int main(int argc, char **argv)
         if (t_rank == 0)
             printf("[progress] progress thread: %llu\n",
                    (unsigned long long)STAT(a, KV_STAT_PROGRESS_THREAD));
-        klen = key_on(a, OWNER, "s1", key);
+        klen = t_key_on(a, OWNER, "s1", key);
         if (t_rank == OWNER) {
             rc = kv_put(a, key, klen, val, sizeof val);
             CHECK_RC(a, rc, KV_OK, key, klen, "kv_put");
@@ -116,7 +105,7 @@ int main(int argc, char **argv)
     MPI_Barrier(MPI_COMM_WORLD); /* independent of how S1 ended */
     kv_store *c = open_or_fail("progress-c");
     if (c) {
-        klen = key_on(c, OWNER, "s2", key);
+        klen = t_key_on(c, OWNER, "s2", key);
         if (t_rank == OWNER) {
             rc = kv_put(c, key, klen, val, sizeof val);
             CHECK_RC(c, rc, KV_OK, key, klen, "kv_put");

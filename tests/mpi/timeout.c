@@ -28,18 +28,6 @@
 
 #define SLOW 1
 
-/* A key "to/<tag>/<i>" whose only replica is rank `owner`. */
-static size_t key_on(kv_store *kv, int owner, const char *tag, char *key)
-{
-    for (int i = 0; i < 100000; i++) {
-        size_t klen = (size_t)sprintf(key, "to/%s/%d", tag, i);
-        int ranks[8], n = 0;
-        if (kv_locate(kv, key, klen, ranks, 8, &n) == KV_OK && n >= 1 && ranks[0] == owner) return klen;
-    }
-    CHECK(0, "no key found whose primary is rank %d", owner);
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     t_init(&argc, &argv, "timeout");
@@ -62,8 +50,8 @@ int main(int argc, char **argv)
                "recover %d\n", pth, T, 2 * T + 1, op_put ? "put" : "get", recover);
 
     char key[64], key2[64], other[64];
-    size_t klen = key_on(kv, SLOW, "slow", key);
-    size_t klen2 = key_on(kv, SLOW, "seq", key2);
+    size_t klen = t_key_on(kv, SLOW, "to/slow", key);
+    size_t klen2 = t_key_on(kv, SLOW, "to/seq", key2);
     unsigned char val[300], buf[300 + T_GUARD];
     t_fill(val, sizeof val, 99);
 
