@@ -35,6 +35,9 @@ public struct Communicator {
 ///     try store.fence()                                // collective
 ///     let back = try store.get("u/17")                 // [UInt8]? (nil: not found)
 ///     try store.close()                                // collective
+///
+/// Call `close()` on every rank. A store dropped without it stays open (other ranks may still
+/// need its data) and keeps serving until MPI_Finalize, which stops it.
 public final class KVStore {
     private let engine: Engine
 
