@@ -45,8 +45,8 @@ public final class Engine: @unchecked Sendable {
     /// Records this rank holds as a replica.
     let store = RecordTable()
     /// This rank's puts/dels since the last fence (fence consistency): read-your-writes, then
-    /// shipped to the replicas by the next fence.
-    let pending = RecordTable()
+    /// shipped to the replicas by the next fence. Written once per interval: no huge pages.
+    let pending = RecordTable(hugePages: false)
     /// Fence intervals completed + 1, the same on every rank (fences are collective).
     var fenceSeq: UInt64 = 1
     var writeSeq: UInt64 = 0

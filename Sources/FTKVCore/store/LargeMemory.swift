@@ -1,9 +1,9 @@
 import CPlatform
 import Glibc
 
-/// Memory for big tables. Buffers of 2 MiB and more are anonymous mappings advised for transparent
-/// huge pages: with 4 KiB pages a random probe into tens of MiB pays a TLB miss on top of the cache
-/// miss (measured: ~45% of a local get each for the slot and the record). Mappings also come
+/// Memory for big tables. Buffers of 2 MiB and more are anonymous mappings, for the store advised
+/// for transparent huge pages: with 4 KiB pages a random probe into tens of MiB pays a TLB miss on
+/// top of the cache miss (measured: ~45% of a local get each for the slot and the record). Mappings also come
 /// zeroed (no memset of fresh slot arrays) and grow with mremap (no copy of the arena into fresh
 /// pages the kernel must zero first: page faults were 38% of the first checkpoint interval).
 /// Smaller buffers use malloc. The caller keeps each buffer's byte size and passes it back.
@@ -17,27 +17,31 @@ enum LargeMemory {
         isMapped(bytes) ? (bytes + hugePage - 1) & ~(hugePage - 1) : max(bytes, 1)
     }
 
-    /// `zeroed`: the caller needs zero bytes (mapped memory always is).
-    static func allocate(_ bytes: Int, zeroed: Bool) -> UnsafeMutableRawPointer? {
+    /// `zeroed`: the caller needs zero bytes (mapped memory always is). `hugePages`: advise
+    /// transparent huge pages: faster random reads later, but a fresh huge page can cost the kernel
+    /// a compaction at first touch (measured here: 0.5-0.8 GB/s against 1.3-1.8 GB/s with 4 KiB
+    /// pages), so only tables that serve many random reads ask for them.
+    static func allocate(_ bytes: Int, zeroed: Bool, hugePages: Bool) -> UnsafeMutableRawPointer? {
         let size = roundedSize(bytes)
         guard isMapped(size) else { return zeroed ? calloc(1, size) : malloc(size) }
         let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         guard let p, p != MAP_FAILED else { return nil }
-        _ = madvise(p, size, MADV_HUGEPAGE) // advice only: fine if the kernel declines
+        if hugePages { _ = madvise(p, size, MADV_HUGEPAGE) } // advice only: fine if declined
         return p
     }
 
     /// Grows a buffer of `oldBytes` (reserved size, from roundedSize) holding `used` meaningful bytes.
-    static func reallocate(_ old: UnsafeMutableRawPointer?, oldBytes: Int, used: Int, to bytes: Int) -> UnsafeMutableRawPointer? {
+    static func reallocate(_ old: UnsafeMutableRawPointer?, oldBytes: Int, used: Int, to bytes: Int,
+                           hugePages: Bool) -> UnsafeMutableRawPointer? {
         let size = roundedSize(bytes)
-        guard let old else { return allocate(size, zeroed: false) }
+        guard let old else { return allocate(size, zeroed: false, hugePages: hugePages) }
         if !isMapped(size) { return realloc(old, size) }
         if isMapped(oldBytes) {
             guard let p = cplatform_mremap_grow(old, oldBytes, size) else { return nil }
-            _ = madvise(p, size, MADV_HUGEPAGE)
+            if hugePages { _ = madvise(p, size, MADV_HUGEPAGE) }
             return p
         }
-        guard let fresh = allocate(size, zeroed: false) else { return nil }
+        guard let fresh = allocate(size, zeroed: false, hugePages: hugePages) else { return nil }
         if used > 0 { memcpy(fresh, old, used) }
         free(old)
         return fresh

@@ -42,10 +42,15 @@ public final class RecordTable {
     /// Key and value bytes of the live records.
     public private(set) var liveBytes = 0
 
-    public init() {
+    /// Whether big allocations ask for huge pages (see LargeMemory): yes for tables that serve
+    /// many random reads (a store), no for write-once buffers (a writer's pending table).
+    private let hugePages: Bool
+
+    public init(hugePages: Bool = true) {
         // 4 KiB: if even this fails, the process cannot create a Swift object either.
+        self.hugePages = hugePages
         slotCount = RecordTable.initialSlots
-        slots = RecordTable.allocateSlots(slotCount)!
+        slots = RecordTable.allocateSlots(slotCount, hugePages: hugePages)!
     }
 
     deinit {
@@ -54,8 +59,8 @@ public final class RecordTable {
     }
 
     /// Zeroed slots (all empty), or nil when memory is short.
-    private static func allocateSlots(_ n: Int) -> UnsafeMutablePointer<Slot>? {
-        guard let raw = LargeMemory.allocate(slotBytes(n), zeroed: true) else { return nil }
+    private static func allocateSlots(_ n: Int, hugePages: Bool) -> UnsafeMutablePointer<Slot>? {
+        guard let raw = LargeMemory.allocate(slotBytes(n), zeroed: true, hugePages: hugePages) else { return nil }
         return raw.bindMemory(to: Slot.self, capacity: n)
     }
 
@@ -136,7 +141,7 @@ public final class RecordTable {
             arena = nil
             arenaCapacity = 0
         }
-        if slotCount > 1 << 21, let small = RecordTable.allocateSlots(RecordTable.initialSlots) {
+        if slotCount > 1 << 21, let small = RecordTable.allocateSlots(RecordTable.initialSlots, hugePages: hugePages) {
             RecordTable.releaseSlots(slots, slotCount)
             slots = small
             slotCount = RecordTable.initialSlots
@@ -224,7 +229,7 @@ public final class RecordTable {
         if arenaUsed + size > arenaCapacity {
             var newCapacity = max(arenaCapacity * 2, 64 << 10)
             while newCapacity < arenaUsed + size { newCapacity *= 2 }
-            guard let grown = LargeMemory.reallocate(arena, oldBytes: arenaCapacity, used: arenaUsed, to: newCapacity) else {
+            guard let grown = LargeMemory.reallocate(arena, oldBytes: arenaCapacity, used: arenaUsed, to: newCapacity, hugePages: hugePages) else {
                 throw KVFailure(.noMemory, "cannot grow the store's arena to \(newCapacity) bytes")
             }
             arena = grown
@@ -243,7 +248,7 @@ public final class RecordTable {
     }
 
     private func resizeSlots(to newCount: Int) throws {
-        guard let newSlots = RecordTable.allocateSlots(newCount) else {
+        guard let newSlots = RecordTable.allocateSlots(newCount, hugePages: hugePages) else {
             throw KVFailure(.noMemory, "cannot grow the store's index to \(newCount) slots")
         }
         let mask = newCount - 1
@@ -262,7 +267,7 @@ public final class RecordTable {
         guard arenaUsed > 1 << 20, garbageBytes * 2 > arenaUsed else { return }
         let needed = arenaUsed - garbageBytes
         let newCapacity = max(needed + needed / 2, 64 << 10)
-        guard let fresh = LargeMemory.allocate(newCapacity, zeroed: false) else {
+        guard let fresh = LargeMemory.allocate(newCapacity, zeroed: false, hugePages: hugePages) else {
             return // compaction is an optimisation: keep the garbage rather than fail a write
         }
         var used = 0
