@@ -39,20 +39,17 @@ private func reportingGlobally(_ call: String, _ body: () throws -> Int32) -> In
     }
 }
 
+// What only the C side can get wrong: NULL pointers, and a size_t beyond Int.max (it arrives
+// negative, and a negative count would trap). The length limits are the engine's (checkKey,
+// checkValue), shared with the Swift API; the buffers are not read before those checks.
 private func keyBuffer(_ key: UnsafeRawPointer?, _ keylen: Int) throws -> UnsafeRawBufferPointer {
     guard let key else { throw KVFailure(.invalid, "key is NULL") }
-    guard keylen >= 1 else { throw KVFailure(.invalid, keylen == 0 ? "key length is 0 (keys are 1 to \(Engine.maxKeyLength) bytes)" : "key length exceeds the limit of \(Engine.maxKeyLength) bytes") }
-    guard keylen <= Engine.maxKeyLength else {
-        throw KVFailure(.invalid, "key of \(keylen) bytes exceeds the limit of \(Engine.maxKeyLength)")
-    }
+    guard keylen >= 0 else { throw KVFailure(.invalid, "key length exceeds the limit of \(Engine.maxKeyLength) bytes") }
     return UnsafeRawBufferPointer(start: key, count: keylen)
 }
 
 private func valueBuffer(_ value: UnsafeRawPointer?, _ valuelen: Int) throws -> UnsafeRawBufferPointer {
-    // size_t beyond Int.max arrives negative: too large either way.
-    guard valuelen >= 0, valuelen <= Engine.maxValueLength else {
-        throw KVFailure(.invalid, "value length exceeds the limit of \(Engine.maxValueLength) bytes")
-    }
+    guard valuelen >= 0 else { throw KVFailure(.invalid, "value length exceeds the limit of \(Engine.maxValueLength) bytes") }
     guard value != nil || valuelen == 0 else { throw KVFailure(.invalid, "value is NULL but its length is \(valuelen)") }
     return UnsafeRawBufferPointer(start: valuelen == 0 ? nil : value, count: valuelen)
 }

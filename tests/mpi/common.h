@@ -342,4 +342,19 @@ static inline size_t t_key_on(kv_store *kv, int owner, const char *tag, char *ke
     return 0;
 }
 
+/* Every rank puts "<prefix><rank>" = value, kv_fence, then every rank reads every rank's key and
+ * compares it byte for byte: the store works end to end (used after a disturbance). */
+static inline void t_all_see(kv_store *kv, const char *prefix, const unsigned char *value, size_t len)
+{
+    char key[64];
+    unsigned char buf[64 + T_GUARD];
+    sprintf(key, "%s%d", prefix, t_rank);
+    CHECK_RC(kv, kv_put(kv, key, strlen(key), value, len), KV_OK, key, strlen(key), "kv_put");
+    CHECK_RC(kv, kv_fence(kv), KV_OK, "", 0, "kv_fence");
+    for (int r = 0; r < t_size; r++) {
+        sprintf(key, "%s%d", prefix, r);
+        VERIFY(kv, key, strlen(key), value, len, buf);
+    }
+}
+
 #endif /* FTKV_TEST_COMMON_H */

@@ -51,17 +51,7 @@ int main(int argc, char **argv)
     rc = kv_open(MPI_COMM_WORLD, "late2", MPI_INFO_NULL, &kv);
     dt = t_now() - t0;
     if (CHECK_RC(NULL, rc, KV_OK, "late2", 5, "kv_open after a timed-out kv_open") && kv) {
-        char key[32];
-        unsigned char buf[8 + T_GUARD];
-        sprintf(key, "k%d", t_rank);
-        rc = kv_put(kv, key, strlen(key), "v", 1);
-        CHECK_RC(kv, rc, KV_OK, key, strlen(key), "kv_put");
-        rc = kv_fence(kv);
-        CHECK_RC(kv, rc, KV_OK, "", 0, "kv_fence");
-        for (int r = 0; r < t_size; r++) {
-            sprintf(key, "k%d", r);
-            VERIFY(kv, key, strlen(key), (const unsigned char *)"v", 1, buf);
-        }
+        t_all_see(kv, "k", (const unsigned char *)"v", 1);
         rc = kv_close(&kv);
         CHECK_RC(NULL, rc, KV_OK, "", 0, "kv_close");
     }

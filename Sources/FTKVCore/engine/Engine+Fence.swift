@@ -112,7 +112,7 @@ struct BatchBuilder {
     }
 
     mutating func seal() throws -> MessageBuffer {
-        writer.base.unsafelyUnwrapped.storeBytes(of: count.littleEndian, toByteOffset: 24, as: UInt64.self)
+        Wire.setArgument(count, in: writer.base.unsafelyUnwrapped)
         return try writer.finish()
     }
 }

@@ -38,8 +38,6 @@ enum Lifecycle {
         }
     }
 
-    static var openCount: Int { lock.withLock { engines.count } }
-
     /// A wait loop of one store also serves the other open stores of this process that have no
     /// progress thread: below MPI_THREAD_MULTIPLE, a rank waiting in store A's fence must still
     /// answer requests for store B (the header promises service inside any libftkv call).

@@ -37,8 +37,6 @@ final class Transport {
         self.size = size
     }
 
-    var sendsInFlight: Int { inFlight.count }
-
     // MARK: sending
 
     func header(_ kind: Wire.Kind, status: Wire.Status = .ok, requestID: UInt64, argument: UInt64) -> Wire.Header {
@@ -48,26 +46,22 @@ final class Transport {
     /// Sends a request to `dest`; the reply will be kept for `takeReply(id)`.
     func sendRequest(to dest: Int32, kind: Wire.Kind, argument: UInt64, bodySize: Int,
                      body: (inout ByteWriter) throws -> Void) throws -> UInt64 {
-        let id = nextRequestID
-        nextRequestID += 1
         var w = try ByteWriter(reserving: Wire.headerSize + bodySize)
         do {
-            try Wire.write(header(kind, requestID: id, argument: argument), to: &w)
+            try Wire.write(header(kind, requestID: 0, argument: argument), to: &w)
             try body(&w)
         } catch {
             w.release()
             throw error
         }
-        try send(try w.finish(), to: dest, tag: Wire.requestTag)
-        awaiting.insert(id)
-        return id
+        return try sendRequest(try w.finish(), to: dest)
     }
 
-    /// Sends a request framed elsewhere (an apply batch): gives it a fresh id, patched into its header.
+    /// Sends a framed request (id 0 in its header): gives it a fresh id, patched into the header.
     func sendRequest(_ message: MessageBuffer, to dest: Int32) throws -> UInt64 {
         let id = nextRequestID
         nextRequestID += 1
-        message.base.storeBytes(of: id.littleEndian, toByteOffset: 16, as: UInt64.self)
+        Wire.setRequestID(id, in: message.base)
         try send(message, to: dest, tag: Wire.requestTag)
         awaiting.insert(id)
         return id

@@ -48,6 +48,15 @@ enum Wire {
         try w.append(h.argument)
     }
 
+    /// Fields filled in after a message was framed (a batch's op count, a request's id).
+    static func setRequestID(_ id: UInt64, in message: UnsafeMutableRawPointer) {
+        message.storeBytes(of: id.littleEndian, toByteOffset: 16, as: UInt64.self)
+    }
+
+    static func setArgument(_ argument: UInt64, in message: UnsafeMutableRawPointer) {
+        message.storeBytes(of: argument.littleEndian, toByteOffset: 24, as: UInt64.self)
+    }
+
     static func readHeader(_ r: inout ByteReader) throws -> Header {
         guard try r.read(UInt32.self) == magic else { throw KVFailure(.mpi, "malformed message: bad magic") }
         guard let kind = Kind(rawValue: try r.read(UInt8.self)),
