@@ -11,9 +11,20 @@
  *  - "Collective" calls must be made by every rank of the store's communicator, in the same order.
  *    Their result is agreed across ranks where stated. "Local" calls involve only the calling rank
  *    (though they may wait for another rank to answer, always with a deadline, see ftkv_timeout).
- *  - Thread safety: calls on one handle are serialised by the library, so several application
- *    threads may use a handle when MPI was initialised with MPI_THREAD_MULTIPLE (collective calls
- *    still from one thread per rank). Below MPI_THREAD_MULTIPLE, call from the thread MPI allows.
+ *  - Thread safety: with MPI_THREAD_MULTIPLE, any number of application threads may call kv_put,
+ *    kv_get, kv_del, kv_locate, kv_stat and kv_errmsg on one handle at the same time, also while
+ *    one thread is inside kv_fence or kv_close; the library serialises them. Collective calls
+ *    (kv_open, kv_fence, kv_close) are made by one thread per rank at a time; a second concurrent
+ *    kv_fence/kv_close on the same rank returns KV_EMISUSE. A call racing kv_close returns
+ *    KV_EMISUSE (it never touches freed state), and nothing it wrote is acknowledged then lost.
+ *    Below MPI_THREAD_MULTIPLE, call from the thread MPI allows.
+ *  - Consistency (ftkv_consistency=fence, the default): fences divide time into intervals, and a
+ *    fence interval is a snapshot. Between two fences, kv_get on a rank returns the state as of the
+ *    last kv_fence this rank completed, plus this rank's own later puts and deletes. Writes of a
+ *    fence still in progress on other ranks become visible to a rank only when it completes that
+ *    fence, so "fence, read neighbours, write, fence" is correct with one fence per step. A write
+ *    made by another thread while a fence runs belongs to the next interval. (A kv_get racing its
+ *    own rank's kv_fence on another thread may see the state before or after that fence.)
  *  - Keys and values are byte strings. Keys are 1..KV_MAX_KEY_LEN bytes, values 0..KV_MAX_VALUE_LEN
  *    bytes; beyond that a call returns KV_EINVAL. Buffers passed in are only borrowed for the call.
  *  - Configuration comes from MPI_Info keys at kv_open; an environment variable of the same name in
@@ -92,8 +103,11 @@ int kv_close(kv_store **kv);
  * Copies key and value before returning. Read-your-writes: a kv_get on this rank sees the value at
  * once. Other ranks see it after the next kv_fence (default, ftkv_consistency=fence), or as soon as
  * kv_put returns with ftkv_consistency=sequential (the put then waits for every replica).
- * Two ranks writing the same key between the same two fences: the higher rank's value wins on every
- * replica (a rank's own later write always wins over its earlier one).
+ * Fence consistency: two ranks writing the same key in the same interval: the higher rank's value
+ * wins on every replica (a rank's own later write always wins over its earlier one).
+ * Sequential consistency: the key's primary replica orders the writes to it as they reach it, so a
+ * put that returned KV_OK is never superseded by a write that completed before it began, and
+ * concurrent puts to one key resolve the same way on every replica (one of them wins everywhere).
  * Returns KV_OK, KV_EINVAL, KV_EMISUSE, KV_ENOMEM; with sequential consistency also KV_EMPI and
  * KV_ETIMEDOUT (the put may then have reached some replicas).
  */
@@ -119,7 +133,9 @@ int kv_del(kv_store *kv, const void *key, size_t keylen);
 
 /*
  * kv_fence - make every earlier kv_put/kv_del of every rank visible on every rank.   COLLECTIVE.
- * On return, all replicas of every key hold the latest value written before the fence.
+ * On return, all replicas of every key hold the latest value written before the fence, and this
+ * rank's gets see exactly that state (plus its own later writes) until its next fence, even while
+ * faster ranks already ship the next interval's writes (see "Consistency" above).
  * Returns KV_OK, KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT. After KV_ETIMEDOUT or KV_EMPI the
  * handle is unusable (the communicator's state is unknown): later calls return that code; close it.
  * (KV_ETIMEDOUT from a local call such as kv_get leaves the handle usable.)

@@ -8,6 +8,8 @@
  * each kv_fence every rank verifies a sample of keys byte for byte (all keys after the last round),
  * and the sum of KV_STAT_LOCAL_KEYS over ranks must equal replicas * live keys. During a round,
  * read-your-writes is checked for keys no higher rank writes in that round.
+ * With FTKV_CONSISTENCY=sequential, writes to a key are ordered as they really happen, so ranks take
+ * turns within a round (rank ascending, a kv_fence between turns) and the same model applies.
  *
  * TEST_ROUNDS (default 20), TEST_OPS ops per rank per round (default 60), TEST_SEED.
  */
@@ -90,8 +92,13 @@ int main(int argc, char **argv)
         for (int r = 0; r < t_size; r++)
             for (int j = 0; j < nops(round, r); j++) top_writer[gen_op(round, r, j).key] = r;
 
-        /* My ops, with read-your-writes where no higher rank competes. */
-        for (int j = 0; j < nops(round, t_rank); j++) {
+        /* My ops, with read-your-writes where no higher rank competes. Sequential: in turns. */
+        for (int turn = 0; turn < (sequential ? t_size : 1); turn++) {
+          if (sequential && turn != t_rank) {
+            CHECK_RC(kv, kv_fence(kv), KV_OK, "", 0, "kv_fence between turns");
+            continue;
+          }
+          for (int j = 0; j < nops(round, t_rank); j++) {
             op_t o = gen_op(round, t_rank, j);
             size_t klen = key_name(o.key, key);
             if (o.del) {
@@ -106,6 +113,8 @@ int main(int argc, char **argv)
                 if (!o.del) t_fill(val, o.len, o.vtag);
                 VERIFY(kv, key, klen, o.del ? NULL : val, o.len, scratch);
             }
+          }
+          if (sequential) CHECK_RC(kv, kv_fence(kv), KV_OK, "", 0, "kv_fence after my turn");
         }
 
         /* Everyone's ops, in the order that decides the winner: rank ascending, then op order. */

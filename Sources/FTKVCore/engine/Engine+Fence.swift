@@ -14,27 +14,42 @@ extension Engine {
         }
     }
 
-    /// Ships pending writes, waits for every replica's ack, then a barrier: after it, every rank's
-    /// writes from before the fence are applied on all their replicas.
+    /// Ships this interval's writes, waits for every replica's ack, then a barrier: after it,
+    /// every rank's writes from before the fence are applied on all their replicas, and this
+    /// rank's gets see them. Writes other threads make meanwhile go to the next interval.
     func fenceLocked() throws {
-        try flushPending()
+        guard shipping == nil else {
+            throw KVFailure(.misuse, "kv_fence or kv_close is already running on another thread of this rank (collective calls need one thread per rank)")
+        }
+        let interval = writeInterval
+        let outgoing = pending
+        pending = spareTable ?? RecordTable(hugePages: false)
+        spareTable = nil
+        shipping = outgoing
+        writeInterval += 1
+        try flush(outgoing)
         try barrierLocked(what: "fence barrier")
-        fenceSeq += 1
+        readSnapshot = interval + 1
+        // Every rank has entered this fence: older versions of keys rewritten in this interval
+        // (or before) can no longer be read.
+        try store.prune(completed: interval)
+        shipping = nil
+        outgoing.removeAll()
+        spareTable = outgoing
     }
 
-    /// Groups pending writes by replica rank into batches (chunks of Wire.batchChunkBytes), applies
-    /// the local ones directly and sends the rest, then waits for the acks.
-    private func flushPending() throws {
-        guard pending.count > 0 else { return }
+    /// Groups writes by replica rank into batches (chunks of Wire.batchChunkBytes), applies the
+    /// local ones directly and sends the rest, then waits for the acks.
+    private func flush(_ writes: RecordTable) throws {
+        guard writes.count > 0 else { return }
         var batches = [BatchBuilder?](repeating: nil, count: Int(transport.size))
         var sealed: [(dest: Int32, message: MessageBuffer)] = []
         defer { for b in batches { b?.writer.release() } }
-        try pending.forEach { rec in
+        try writes.forEach { rec in
             try placement.withReplicas(ofHash: rec.hash) { set in
                 for dest in set {
                     if dest == rank {
-                        try store.upsert(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp,
-                                         tombstone: rec.isTombstone, onlyIfNewer: true)
+                        try store.apply(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp, tombstone: rec.isTombstone)
                         continue
                     }
                     let d = Int(dest)
@@ -57,7 +72,6 @@ extension Engine {
             ids.append(try transport.sendRequest(message, to: dest))
         }
         try checkAcks(try waitForReplies(ids, what: "fence: replicas acknowledging \(ids.count) batches"))
-        pending.removeAll()
     }
 
     /// Collective: flushes (as fence), stops the progress thread and frees the communicator.
@@ -76,15 +90,21 @@ extension Engine {
             throw KVFailure(.misuse, "MPI was finalised before kv_close: memory released, nothing flushed")
         case .broken(let f):
             failure = f
+        case .closing:
+            lock.unlock()
+            throw KVFailure(.misuse, "store '\(name)' is already being closed by another thread")
         case .open:
+            // From here on other threads' calls get KV_EMISUSE: a write accepted now would be lost.
+            state = .closing
             do { try fenceLocked() } catch { failure = error; noteFailure(error, inCollective: true) }
         }
         lock.unlock()
         progressThread?.stop()
         lock.lock()
         progressThread = nil
-        transport.drainSends(until: Deadline(seconds: min(config.timeoutSeconds, 5)))
-        if case .open = state {
+        // A broken store frees its communicator too (MPI completes what is still pending first).
+        if case .finalized = state {} else {
+            transport.drainSends(until: Deadline(seconds: min(config.timeoutSeconds, 5)))
             var comm: MPI_Comm? = transport.comm
             CommunicatorGate.exclusively { _ = MPI_Comm_free(&comm) }
         }

@@ -25,7 +25,13 @@ extension Engine {
             lock.unlock()
             backoff.pause()
             lock.lock()
-            if case .finalized = state { throw KVFailure(.misuse, "MPI was finalised during a wait") }
+            // Another thread may have closed the store (or MPI) while the lock was dropped: its
+            // communicator may be gone, so no MPI call on it from here.
+            switch state {
+            case .finalized: throw KVFailure(.misuse, "MPI was finalised during a wait")
+            case .closed: throw KVFailure(.misuse, "store '\(name)' was closed by another thread during the call")
+            default: break
+            }
         }
     }
 

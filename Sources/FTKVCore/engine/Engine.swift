@@ -27,6 +27,7 @@ public final class Engine: @unchecked Sendable {
 
     enum State {
         case open
+        case closing           // kv_close is flushing: other threads' calls are refused
         case broken(KVFailure) // a collective timed out or MPI failed: only close is possible
         case finalized         // MPI_Finalize ran: no MPI call may be made
         case closed
@@ -42,13 +43,22 @@ public final class Engine: @unchecked Sendable {
     let transport: Transport
     var view: View
     var placement: Placement
-    /// Records this rank holds as a replica.
-    let store = RecordTable()
-    /// This rank's puts/dels since the last fence (fence consistency): read-your-writes, then
+    /// Records this rank holds as a replica, readable as of a fence snapshot.
+    let store = SnapshotStore()
+    /// This rank's puts/dels of the current interval (fence consistency): read-your-writes, then
     /// shipped to the replicas by the next fence. Written once per interval: no huge pages.
-    let pending = RecordTable(hugePages: false)
-    /// Fence intervals completed + 1, the same on every rank (fences are collective).
-    var fenceSeq: UInt64 = 1
+    var pending = RecordTable(hugePages: false)
+    /// The previous interval's writes while a fence ships them (other threads keep writing into
+    /// `pending` meanwhile, for the next interval); nil outside a fence.
+    var shipping: RecordTable?
+    /// An emptied table kept for the next swap, so a checkpoint loop does not regrow one per fence.
+    var spareTable: RecordTable?
+    /// The interval new writes belong to (their stamp's fence number). A fence moves it on as soon
+    /// as it takes the pending writes, so a write made by another thread during the fence belongs
+    /// to the next interval. The same on every rank (fences are collective).
+    var writeInterval: UInt64 = 1
+    /// Gets see writes of intervals before this one: the intervals whose fence this rank completed.
+    var readSnapshot: UInt64 = 1
     var writeSeq: UInt64 = 0
     var requestsServed: UInt64 = 0
     var inlineCalls: UInt32 = 0
@@ -76,6 +86,8 @@ public final class Engine: @unchecked Sendable {
     func checkUsable() throws {
         switch state {
         case .open: return
+        case .closing:
+            throw KVFailure(.misuse, "store '\(name)' is being closed by another thread")
         case .broken(let failure):
             throw KVFailure(failure.code, "store '\(name)' is unusable after an earlier failure (\(failure.message)); close it")
         case .finalized:
@@ -140,16 +152,15 @@ public final class Engine: @unchecked Sendable {
         defer { lock.unlock() }
         try checkUsable()
         serveInline()
-        writeSeq += 1
-        let stamp = Stamp(fence: fenceSeq, rank: UInt32(bitPattern: rank), seq: writeSeq)
         switch config.consistency {
         case .fence:
+            writeSeq += 1
+            let stamp = Stamp(fence: writeInterval, rank: UInt32(bitPattern: rank), seq: writeSeq)
             try pending.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: false)
         case .sequential:
-            let op = RecordView(key: key, value: tombstone ? UnsafeRawBufferPointer(start: nil, count: 0) : value,
-                                stamp: stamp, isTombstone: tombstone, hash: hash)
             do {
-                try replicate(op)
+                try replicateInOrder(key: key, hash: hash, value: tombstone ? UnsafeRawBufferPointer(start: nil, count: 0) : value,
+                                     tombstone: tombstone)
             } catch {
                 noteFailure(error, inCollective: false)
                 throw error
@@ -164,20 +175,26 @@ public final class Engine: @unchecked Sendable {
         defer { lock.unlock() }
         try checkUsable()
         serveInline()
-        if let mine = pending.find(key, hash: hash) {
+        // Own writes first: this interval's, then those a fence on another thread is shipping.
+        if let mine = pending.find(key, hash: hash) ?? shipping?.find(key, hash: hash) {
             return Engine.deliver(mine.isTombstone ? nil : mine.value, into: buffer)
         }
         let (isLocal, primary) = placement.withReplicas(ofHash: hash) { ($0.contains(rank), $0.first ?? rank) }
         if isLocal {
-            let rec = store.find(key, hash: hash)
+            let rec = store.find(key, hash: hash, snapshot: snapshotForReads)
             return Engine.deliver(rec.flatMap { $0.isTombstone ? nil : $0.value }, into: buffer)
         }
         do {
-            return try remoteGet(key: key, from: primary, into: buffer)
+            return try remoteGet(key: key, from: primary, snapshot: snapshotForReads, into: buffer)
         } catch {
             noteFailure(error, inCollective: false)
             throw error
         }
+    }
+
+    /// The snapshot gets read: the last completed fence, or everything with sequential consistency.
+    var snapshotForReads: UInt64 {
+        config.consistency == .fence ? readSnapshot : SnapshotStore.newest
     }
 
     static func deliver(_ value: UnsafeRawBufferPointer?, into buffer: UnsafeMutableRawBufferPointer?) -> GetOutcome {
@@ -206,9 +223,9 @@ public final class Engine: @unchecked Sendable {
             case .size: return UInt64(transport.size)
             case .replicas: return UInt64(placement.replicas)
             case .nodes: return UInt64(view.nodeCount)
-            case .localKeys: return UInt64(store.liveCount)
-            case .localBytes: return UInt64(store.liveBytes)
-            case .pendingOps: return UInt64(pending.count)
+            case .localKeys: return UInt64(store.current.liveCount)
+            case .localBytes: return UInt64(store.current.liveBytes)
+            case .pendingOps: return UInt64(pending.count + (shipping?.count ?? 0))
             case .progressThread: return progressThread == nil ? 0 : 1
             case .epoch: return UInt64(view.epoch)
             case .requestsServed: return requestsServed
@@ -236,7 +253,10 @@ public final class Engine: @unchecked Sendable {
         defer { CommunicatorGate.leaveShared() }
         guard lock.tryLock() else { return false }
         defer { lock.unlock() }
-        guard case .open = state else { return false }
+        switch state {
+        case .open, .closing: break
+        default: return false
+        }
         do {
             return try transport.progress(serve: serve)
         } catch {

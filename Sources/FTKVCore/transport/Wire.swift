@@ -14,10 +14,12 @@ enum Wire {
     static let batchChunkBytes = 256 << 20
 
     enum Kind: UInt8 {
-        case get = 1        // body: key; argument: the requester's buffer capacity
-        case getReply = 2   // body: true length u64, stamp, then the value if it fits
+        case get = 1        // body: reader's snapshot u64, key; argument: the requester's buffer capacity
+        case getReply = 2   // body: true length u64, then the value if it fits
         case apply = 3      // body: ops (see OpCodec); argument: op count
-        case applyAck = 4   // argument: ops applied
+        case applyAck = 4   // argument: ops applied; replying to `order`, body: the assigned stamp
+        case order = 5      // body: one op whose stamp the receiver, the key's primary, assigns
+                            // (sequential consistency); the reply is an applyAck
     }
 
     enum Status: UInt8 {
@@ -66,6 +68,23 @@ enum Wire {
         _ = try r.read(UInt16.self)
         return Header(kind: kind, status: status, epoch: try r.read(UInt32.self), sender: try r.read(Int32.self),
                       requestID: try r.read(UInt64.self), argument: try r.read(UInt64.self))
+    }
+}
+
+/// A stamp in a message: fence u64 | rank u32 | seq u64.
+enum StampCodec {
+    static let size = 20
+
+    static func append(_ stamp: Stamp, to w: inout ByteWriter) throws {
+        try w.append(stamp.fence)
+        try w.append(stamp.rank)
+        try w.append(stamp.seq)
+    }
+
+    static func read(_ r: inout ByteReader) throws -> Stamp {
+        let fence = try r.read(UInt64.self)
+        let rank = try r.read(UInt32.self)
+        return Stamp(fence: fence, rank: rank, seq: try r.read(UInt64.self))
     }
 }
 
