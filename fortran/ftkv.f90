@@ -33,6 +33,7 @@ module ftkv
     integer, parameter, public :: KV_EMPI = -7
     integer, parameter, public :: KV_ETIMEDOUT = -8
     integer, parameter, public :: KV_EINTERNAL = -9
+    integer, parameter, public :: KV_EREMOTE = -10   ! another rank refused or failed the request
 
     ! Limits (bytes; names in characters).
     integer(c_size_t), parameter, public :: KV_MAX_KEY_LEN = 65536_c_size_t
@@ -43,7 +44,7 @@ module ftkv
     integer, parameter, public :: KV_STAT_RANK = 1, KV_STAT_SIZE = 2, KV_STAT_REPLICAS = 3, &
         KV_STAT_NODES = 4, KV_STAT_LOCAL_KEYS = 5, KV_STAT_LOCAL_BYTES = 6, &
         KV_STAT_PENDING_OPS = 7, KV_STAT_PROGRESS_THREAD = 8, KV_STAT_EPOCH = 9, &
-        KV_STAT_REQUESTS_SERVED = 10
+        KV_STAT_REQUESTS_SERVED = 10, KV_STAT_DROPPED_MESSAGES = 11
 
     public :: ftkv_open, ftkv_close, ftkv_put, ftkv_get, ftkv_del, ftkv_fence, ftkv_locate, &
               ftkv_stat, ftkv_strerror, ftkv_errmsg, ftkv_version

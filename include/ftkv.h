@@ -7,7 +7,7 @@
  * Conventions that hold for every function below:
  *  - Results are int codes: KV_OK (0) on success, a negative KV_E* code otherwise. No function
  *    aborts the job, raises a signal, or prints as its only report; kv_strerror() names a code and
- *    kv_errmsg() gives the detail of the last failed call on a handle.
+ *    kv_errmsg() gives the detail of the calling thread's last failed call on a handle.
  *  - "Collective" calls must be made by every rank of the store's communicator, in the same order.
  *    Their result is agreed across ranks where stated. "Local" calls involve only the calling rank
  *    (though they may wait for another rank to answer, always with a deadline, see ftkv_timeout).
@@ -59,6 +59,9 @@ extern "C" {
 #define KV_EMPI       (-7) /* an MPI call failed */
 #define KV_ETIMEDOUT  (-8) /* another rank did not answer within the deadline (ftkv_timeout) */
 #define KV_EINTERNAL  (-9) /* a bug in libftkv: please report with kv_errmsg() */
+#define KV_EREMOTE   (-10) /* another rank refused or could not carry out the request (its store
+                              failed to apply a write, saw a different membership epoch, or sent
+                              a malformed reply); the handle stays usable */
 
 /* Limits on keys and values (bytes). */
 #define KV_MAX_KEY_LEN   ((size_t)65536)
@@ -72,7 +75,8 @@ typedef struct kv_store kv_store;
 /*
  * kv_open - open (create) the store `name` over `comm`.            COLLECTIVE over comm.
  * comm: any intracommunicator (MPI_COMM_WORLD, a split, MPI_COMM_SELF); the store works on a private
- *       duplicate, so the caller's traffic and the store's never mix.
+ *       duplicate, so the caller's traffic and the store's never mix. An intercommunicator is
+ *       KV_EINVAL on every rank (merge it first with MPI_Intercomm_merge).
  * name: NUL-terminated store name (see KV_MAX_NAME_LEN); every rank must pass the same name.
  * info: MPI_INFO_NULL or configuration keys (docs/configuration.md).
  * kv:   receives the handle; set to NULL on failure.
@@ -108,8 +112,8 @@ int kv_close(kv_store **kv);
  * Sequential consistency: the key's primary replica orders the writes to it as they reach it, so a
  * put that returned KV_OK is never superseded by a write that completed before it began, and
  * concurrent puts to one key resolve the same way on every replica (one of them wins everywhere).
- * Returns KV_OK, KV_EINVAL, KV_EMISUSE, KV_ENOMEM; with sequential consistency also KV_EMPI and
- * KV_ETIMEDOUT (the put may then have reached some replicas).
+ * Returns KV_OK, KV_EINVAL, KV_EMISUSE, KV_ENOMEM; with sequential consistency also KV_EMPI,
+ * KV_ETIMEDOUT and KV_EREMOTE (the put may then have reached some replicas).
  */
 int kv_put(kv_store *kv, const void *key, size_t keylen, const void *value, size_t valuelen);
 
@@ -121,7 +125,7 @@ int kv_put(kv_store *kv, const void *key, size_t keylen, const void *value, size
  * *valuelen = 0. May ask a remote rank; with a background progress thread (MPI_THREAD_MULTIPLE) it
  * answers at once, otherwise when it next enters a libftkv call (see docs/progress.md).
  * Returns KV_OK, KV_ENOTFOUND, KV_ETOOSMALL, KV_EINVAL, KV_EMISUSE, KV_ENOMEM, KV_EMPI,
- * KV_ETIMEDOUT.
+ * KV_ETIMEDOUT, KV_EREMOTE.
  */
 int kv_get(kv_store *kv, const void *key, size_t keylen, void *buf, size_t bufsize, size_t *valuelen);
 
@@ -136,8 +140,10 @@ int kv_del(kv_store *kv, const void *key, size_t keylen);
  * On return, all replicas of every key hold the latest value written before the fence, and this
  * rank's gets see exactly that state (plus its own later writes) until its next fence, even while
  * faster ranks already ship the next interval's writes (see "Consistency" above).
- * Returns KV_OK, KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT. After KV_ETIMEDOUT or KV_EMPI the
- * handle is unusable (the communicator's state is unknown): later calls return that code; close it.
+ * Returns KV_OK, KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT, KV_EREMOTE. KV_EREMOTE: a replica
+ * refused some of this rank's writes (kv_errmsg names it); the fence still completed on every rank
+ * and the handle stays usable. After KV_ETIMEDOUT or KV_EMPI the handle is unusable (the
+ * communicator's state is unknown): later calls return that code; close it.
  * (KV_ETIMEDOUT from a local call such as kv_get leaves the handle usable.)
  */
 int kv_fence(kv_store *kv);
@@ -160,6 +166,8 @@ int kv_locate(kv_store *kv, const void *key, size_t keylen, int *ranks, int maxr
 #define KV_STAT_PROGRESS_THREAD 8  /* 1 if a background progress thread serves requests, else 0 */
 #define KV_STAT_EPOCH           9  /* membership epoch of the current view */
 #define KV_STAT_REQUESTS_SERVED 10 /* remote requests this rank has answered */
+#define KV_STAT_DROPPED_MESSAGES 11 /* messages from other ranks dropped: malformed, from another
+                                       membership epoch, unexpected, or never finished */
 
 /*
  * kv_stat - read one statistic (KV_STAT_*) of this rank.              LOCAL.
@@ -174,10 +182,12 @@ int kv_stat(const kv_store *kv, int what, uint64_t *value);
 const char *kv_strerror(int code);
 
 /*
- * kv_errmsg - detail of the last failed call on kv.                   LOCAL.
- * kv == NULL (or a closed handle) gives the detail of the last failed call of this process that had
- * no valid handle (e.g. a failed kv_open). Never NULL ("" when there is nothing to report). The text
- * stays valid until the next failing call on the same handle.
+ * kv_errmsg - detail of the calling thread's last failed call on kv.   LOCAL.
+ * Messages belong to the thread that failed: another thread's failure on the same handle does not
+ * change what this thread reads. kv == NULL (or a closed handle) gives the detail of this thread's
+ * last failed call that had no valid handle (e.g. a failed kv_open or kv_close). Never NULL (""
+ * when there is nothing to report). The text stays valid until this thread's next failing call on
+ * the same handle (or, for kv == NULL, its next failing call without a handle), or its exit.
  */
 const char *kv_errmsg(const kv_store *kv);
 

@@ -3,7 +3,10 @@
 #
 # Runs each step in order, logs it to build/test-logs/, goes on after a failure, and ends with
 # one line "N passed, M failed"; the exit status is non-zero when M > 0.
-#   FTKV_TEST_ONLY=regex   run only the steps whose name matches (e.g. 'Fortran|header')
+#   FTKV_TEST_ONLY=regex   run only the steps whose name matches (e.g. 'Fortran|header'); the
+#                          builds those steps test (debug build, build/stage) run first whatever
+#                          the filter says, so a filtered run never tests a stale build; a regex
+#                          that matches no step is a failure
 #   FTKV_TEST_QUIET=1      print a step's output only when it fails
 set -uo pipefail
 
@@ -24,14 +27,17 @@ mkdir -p "$OUT" "$LOGS"
 passed=0
 failed=0
 failed_steps=()
+matched=0
 
 # run_step NAME command [args...]: one named step; its output goes to the terminal and a log.
+# A step whose name starts with "build:" is a prerequisite of the others: it always runs.
 run_step() {
     local name="$1"
     shift
-    if [ -n "${FTKV_TEST_ONLY:-}" ] && ! [[ "$name" =~ ${FTKV_TEST_ONLY} ]]; then
+    if [ -n "${FTKV_TEST_ONLY:-}" ] && ! [[ "$name" =~ ${FTKV_TEST_ONLY} ]] && [[ "$name" != build:* ]]; then
         return 0
     fi
+    [[ "$name" == build:* ]] || matched=$((matched + 1))
     local n=$((passed + failed + 1))
     local log
     log="$LOGS/$(printf '%02d' "$n")-$(printf '%s' "$name" | tr -c 'A-Za-z0-9.-' '_' | cut -c1-60).log"
@@ -89,6 +95,13 @@ header_c99() {
 # Open MPI's mpi.h pulls in its deprecated C++ bindings, which themselves fail -Wextra -Werror
 # (-Wcast-function-type in ompi/mpi/cxx/op_inln.h). Its include directories are therefore given
 # as system directories, so that only warnings from ftkv.h count.
+# The header test also links and runs: its main checks the values of the codes and stats.
+header_run() {
+    mpicc -std=c99 -Wall -Wextra -I"$STAGE/include" tests/header/header_test.c -o "$OUT/header_test" \
+        -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv || return 1
+    "$OUT/header_test" && echo "header_test: every declared function links, codes and stats have their documented values"
+}
+
 header_cxx() {
     local -a sys=()
     local d
@@ -226,10 +239,11 @@ no_swift_runtime_needed() {
 
 echo "libftkv tests in $ROOT ($(swift --version 2>/dev/null | head -n 1); $(mpirun --version | head -n 1))"
 
-run_step "swift build (debug)" swift_build
+run_step "build: swift build (debug)" swift_build
 run_step "swift test (unit tests)" swift_unit_tests
-run_step "make install PREFIX=build/stage" stage_install
+run_step "build: make install PREFIX=build/stage" stage_install
 run_step "header: C99 (mpicc -pedantic -Werror)" header_c99
+run_step "header: links against the library and its values hold" header_run
 run_step "header: C++ (mpicxx -pedantic -Werror)" header_cxx
 run_step "exports: installed libftkv.so == ftkv.h functions" exports_installed
 run_step "exports: debug .build/debug/libftkv.so == ftkv.h functions" exports_debug
@@ -247,6 +261,11 @@ run_step "Fortran: example, 2 ranks" fortran_example
 run_step "Swift example: ftkv-swift-example, 2 ranks" swift_example
 run_step "installed library, plain mpicc program, minimal env (env -i)" minimal_env
 run_step "installed library and tool need no Swift runtime (ldd)" no_swift_runtime_needed
+
+if [ -n "${FTKV_TEST_ONLY:-}" ] && [ "$matched" -eq 0 ]; then
+    failed=$((failed + 1))
+    failed_steps+=("FTKV_TEST_ONLY='$FTKV_TEST_ONLY' matches no test step")
+fi
 
 echo
 if [ "${#failed_steps[@]}" -gt 0 ]; then

@@ -24,7 +24,8 @@
 # case, so a case runs exactly the configuration it names.
 #
 # Output: one line per case, "PASS name [4 ranks, VAR=VALUE]" or "FAIL name [...] (exit N)"
-# followed by the last lines of its output; then "N passed, M failed". Exit status 0 only if
+# followed by the last lines of its output (a case that prints "[name] SKIP: why" tested nothing
+# and counts as failed: every declared case must run here); then "N passed, M failed". Exit status 0 only if
 # nothing failed. Full logs: $FTKV_TEST_BUILD_DIR/logs/.
 #
 # MPI jobs are started through ftkv_mpirun from tests/mpi-env.sh (timeout + mpirun --timeout,
@@ -205,7 +206,11 @@ for c in "${cases[@]}"; do
     ) >"$log" 2>&1 </dev/null
     rc=$?
     secs=$((SECONDS - start))
-    if [ "$rc" -eq 0 ]; then
+    if [ "$rc" -eq 0 ] && grep -q '\] SKIP' "$log"; then
+        # A declared case that cannot run here tested nothing: it must not count as passed.
+        echo "FAIL $lbl (skipped: $(grep -m1 '\] SKIP' "$log" | sed 's/.*SKIP: *//'); log $log)"
+        failed=$((failed + 1))
+    elif [ "$rc" -eq 0 ]; then
         echo "PASS $lbl (${secs}s)"
         passed=$((passed + 1))
     else

@@ -1,4 +1,5 @@
 import CMPI
+import Glibc
 @_exported import struct FTKVCore.StoreConfig
 import FTKVCore
 
@@ -6,7 +7,7 @@ import FTKVCore
 public struct KVError: Error, Equatable, CustomStringConvertible {
     public enum Code: Int32, Sendable {
         case notFound = -1, tooSmall = -2, invalid = -3, misuse = -4, noMemory = -5
-        case io = -6, mpi = -7, timedOut = -8, `internal` = -9
+        case io = -6, mpi = -7, timedOut = -8, `internal` = -9, remote = -10
     }
     public let code: Code
     public let message: String
@@ -79,6 +80,12 @@ public final class KVStore {
                     // Another rank may change the value between measuring and reading: retry then.
                     var size = length
                     while true {
+                        // A Swift array that cannot be allocated traps: ask malloc first, so a
+                        // length this process cannot hold is KVError.noMemory instead.
+                        guard let probe = malloc(max(size, 1)) else {
+                            throw KVFailure(.noMemory, "cannot allocate \(size) bytes for the value")
+                        }
+                        free(probe)
                         var out = [UInt8](repeating: 0, count: size)
                         let outcome = try out.withUnsafeMutableBytes { try engine.get(key: k, into: $0) }
                         switch outcome {

@@ -10,7 +10,7 @@ import Glibc
 /// Runs `body` on the engine behind `kv`, mapping failures to codes and kv_errmsg text.
 @inline(__always)
 private func withEngine(_ kv: OpaquePointer?, _ body: (Engine) throws -> Int32) -> Int32 {
-    guard let handle = Handles.lookup(kv) else {
+    guard let kv, let handle = Handles.lookup(kv) else {
         let what = kv == nil ? "the kv_store handle is NULL" : "the kv_store handle is not open (closed, or never returned by kv_open)"
         ErrorText.setGlobal(what)
         return KVCode.misuse.rawValue
@@ -18,10 +18,10 @@ private func withEngine(_ kv: OpaquePointer?, _ body: (Engine) throws -> Int32) 
     do {
         return try body(handle.engine)
     } catch let failure as KVFailure {
-        ErrorText.set(handle, failure.message)
+        ErrorText.set(kv, failure.message)
         return failure.code.rawValue
     } catch {
-        ErrorText.set(handle, "unexpected error: \(error)")
+        ErrorText.set(kv, "unexpected error: \(error)")
         return KVCode.internal.rawValue
     }
 }
@@ -210,8 +210,8 @@ public func kv_strerror(_ code: Int32) -> UnsafePointer<CChar>? {
 
 @c @implementation
 public func kv_errmsg(_ kv: OpaquePointer?) -> UnsafePointer<CChar>? {
-    guard let handle = Handles.lookup(kv) else { return ErrorText.globalText() }
-    return ErrorText.text(of: handle)
+    guard let kv, Handles.lookup(kv) != nil else { return ErrorText.globalText() }
+    return ErrorText.text(of: kv)
 }
 
 @c @implementation

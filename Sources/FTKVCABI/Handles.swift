@@ -1,14 +1,11 @@
 import FTKVCore
 import Glibc
 
-/// One kv_store handle: the engine plus the text kv_errmsg returns for it.
+/// One kv_store handle: the engine behind it.
 final class Handle {
     let engine: Engine
-    var errorText: UnsafeMutablePointer<CChar>?
 
     init(engine: Engine) { self.engine = engine }
-
-    deinit { free(errorText) }
 }
 
 /// kv_store pointers are not addresses: they encode a registry slot, a generation and a marker,
@@ -65,33 +62,61 @@ enum Handles {
     }
 }
 
-/// Messages for kv_errmsg: per handle, and one for calls without a valid handle.
+/// Messages for kv_errmsg, kept per thread: a failure on one thread never overwrites the message
+/// another thread is about to read. Per handle (by its encoded value), and one for calls without
+/// a valid handle. Freed when the thread exits.
 enum ErrorText {
-    private static let lock = FTKVLock()
-    private static var global: UnsafeMutablePointer<CChar>?
     static let empty: UnsafeMutablePointer<CChar> = strdup("")
 
-    static func setGlobal(_ message: String) {
-        lock.withLock {
+    private final class ThreadMessages {
+        var perHandle: [UInt: UnsafeMutablePointer<CChar>] = [:]
+        var global: UnsafeMutablePointer<CChar>?
+        deinit {
+            for p in perHandle.values { free(p) }
             free(global)
-            global = strdup(message)
         }
     }
 
-    static func globalText() -> UnsafePointer<CChar> {
-        lock.withLock { UnsafePointer(global ?? empty) }
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key) { raw in
+            if let raw { Unmanaged<ThreadMessages>.fromOpaque(raw).release() }
+        }
+        return key
+    }()
+
+    private static var mine: ThreadMessages {
+        if let raw = pthread_getspecific(key) { return Unmanaged<ThreadMessages>.fromOpaque(raw).takeUnretainedValue() }
+        let messages = ThreadMessages()
+        pthread_setspecific(key, Unmanaged.passRetained(messages).toOpaque())
+        return messages
     }
 
-    static func set(_ handle: Handle, _ message: String) {
-        lock.withLock {
-            free(handle.errorText)
-            handle.errorText = strdup(message)
+    private static func bits(_ kv: OpaquePointer) -> UInt { UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(kv))) }
+
+    static func setGlobal(_ message: String) {
+        let m = mine
+        free(m.global)
+        m.global = strdup(message)
+    }
+
+    static func globalText() -> UnsafePointer<CChar> { UnsafePointer(mine.global ?? empty) }
+
+    static func set(_ kv: OpaquePointer, _ message: String) {
+        let m = mine
+        let k = bits(kv)
+        free(m.perHandle[k])
+        m.perHandle[k] = strdup(message)
+        // Handles closed since stay in the map until the thread exits: bound it.
+        if m.perHandle.count > 64 {
+            for (other, text) in m.perHandle where other != k && Handles.lookup(OpaquePointer(bitPattern: other)) == nil {
+                free(text)
+                m.perHandle[other] = nil
+            }
         }
     }
 
-    static func text(of handle: Handle) -> UnsafePointer<CChar> {
-        lock.withLock { UnsafePointer(handle.errorText ?? empty) }
-    }
+    static func text(of kv: OpaquePointer) -> UnsafePointer<CChar> { UnsafePointer(mine.perHandle[bits(kv)] ?? empty) }
 }
 
 /// Static C strings for kv_strerror / kv_version: allocated once, never freed.

@@ -15,8 +15,8 @@ private func sampleViews(n: Int) -> [(String, View)] {
     ]
     var views: [(String, View)] = []
     for (name, nodes) in layouts {
-        views.append(("n=\(n) \(name)", View(epoch: 1, members: contiguous, nodeOfMember: nodes)))
-        views.append(("n=\(n) \(name), sparse ranks", View(epoch: 2, members: sparse, nodeOfMember: nodes)))
+        views.append(("n=\(n) \(name)", View(epoch: 1, members: contiguous, nodeOfMember: nodes)!))
+        views.append(("n=\(n) \(name), sparse ranks", View(epoch: 2, members: sparse, nodeOfMember: nodes)!))
     }
     return views
 }
@@ -66,7 +66,7 @@ struct PlacementTests {
 
     @Test("replicas are clamped to 1...members")
     func clamping() {
-        let view = View(epoch: 0, members: [0, 1, 2], nodeOfMember: [0, 1, 2])
+        let view = View(epoch: 0, members: [0, 1, 2], nodeOfMember: [0, 1, 2])!
         #expect(Placement(view: view, replicas: 0).replicas == 1)
         #expect(Placement(view: view, replicas: -4).replicas == 1)
         #expect(Placement(view: view, replicas: 64).replicas == 3)
@@ -75,10 +75,10 @@ struct PlacementTests {
 
     @Test("the same view and r give the same sets (10k keys)")
     func determinism() {
-        let view = View(epoch: 3, members: [0, 1, 2, 4, 5, 6, 7, 9, 10, 11], nodeOfMember: [0, 0, 1, 1, 2, 2, 3, 3, 4, 4])
+        let view = View(epoch: 3, members: [0, 1, 2, 4, 5, 6, 7, 9, 10, 11], nodeOfMember: [0, 0, 1, 1, 2, 2, 3, 3, 4, 4])!
         for r in [1, 2, 3] {
             let a = Placement(view: view, replicas: r)
-            let b = Placement(view: View(epoch: 3, members: view.members, nodeOfMember: view.nodeOfMember), replicas: r)
+            let b = Placement(view: View(epoch: 3, members: view.members, nodeOfMember: view.nodeOfMember)!, replicas: r)
             var differ = 0
             for i in 0..<10_000 {
                 let h = StableHash.hash("det-\(i)")
@@ -93,7 +93,7 @@ struct PlacementTests {
         // Every rank must compute the same sets, across versions too: changing these is a FORMAT
         // CHANGE (ranks on different versions would disagree on which rank holds a key).
         // Computed once and cross-checked against an independent reimplementation of the ring.
-        let view = View(epoch: 0, members: [0, 1, 2, 3], nodeOfMember: [0, 0, 1, 1])
+        let view = View(epoch: 0, members: [0, 1, 2, 3], nodeOfMember: [0, 0, 1, 1])!
         let p = Placement(view: view, replicas: 2)
         let pinned: [(String, [Int32])] = [
             ("a", [2, 1]), ("b", [0, 3]), ("checkpoint/step-100", [2, 1]), ("x", [2, 0]), ("y", [1, 2]), ("z", [3, 1]),
@@ -105,7 +105,7 @@ struct PlacementTests {
 
     @Test("balance: n=8, r=1, 100k keys, each primary share within ±35% of 1/8")
     func balance() {
-        let view = View(epoch: 0, members: (0..<8).map { Int32($0) }, nodeOfMember: (0..<8).map { $0 / 2 })
+        let view = View(epoch: 0, members: (0..<8).map { Int32($0) }, nodeOfMember: (0..<8).map { $0 / 2 })!
         let p = Placement(view: view, replicas: 1)
         var counts = [Int](repeating: 0, count: 8)
         let n = 100_000
@@ -123,9 +123,9 @@ struct PlacementTests {
     func stability(removed: Int32) {
         let members: [Int32] = Array(0..<8)
         let nodes = [0, 0, 1, 1, 2, 2, 3, 3]
-        let before = View(epoch: 0, members: members, nodeOfMember: nodes)
+        let before = View(epoch: 0, members: members, nodeOfMember: nodes)!
         let keep = members.indices.filter { members[$0] != removed }
-        let after = View(epoch: 1, members: keep.map { members[$0] }, nodeOfMember: keep.map { nodes[$0] })
+        let after = View(epoch: 1, members: keep.map { members[$0] }, nodeOfMember: keep.map { nodes[$0] })!
         for r in [1, 2, 3] {
             let p0 = Placement(view: before, replicas: r)
             let p1 = Placement(view: after, replicas: r)

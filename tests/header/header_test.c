@@ -1,6 +1,7 @@
 /* header_test.c - ftkv.h must compile on its own, twice, as C99 and as C++, with every warning an
  * error; and its prototypes must be the documented ones (each is assigned to a pointer of the
- * exact type). Compiled only (and run, trivially). */
+ * exact type). tests/run-all.sh also links it against the library and runs it: main checks the
+ * values of the codes, stats and limits. */
 #include <ftkv.h>
 #include <ftkv.h> /* include guard */
 
@@ -31,13 +32,14 @@ int main(void) {
     errmsg_t k = kv_errmsg;
     version_t l = kv_version;
     int codes[] = {KV_OK, KV_ENOTFOUND, KV_ETOOSMALL, KV_EINVAL, KV_EMISUSE, KV_ENOMEM,
-                   KV_EIO, KV_EMPI, KV_ETIMEDOUT, KV_EINTERNAL};
+                   KV_EIO, KV_EMPI, KV_ETIMEDOUT, KV_EINTERNAL, KV_EREMOTE};
     int stats[] = {KV_STAT_RANK, KV_STAT_SIZE, KV_STAT_REPLICAS, KV_STAT_NODES,
                    KV_STAT_LOCAL_KEYS, KV_STAT_LOCAL_BYTES, KV_STAT_PENDING_OPS,
-                   KV_STAT_PROGRESS_THREAD, KV_STAT_EPOCH, KV_STAT_REQUESTS_SERVED};
+                   KV_STAT_PROGRESS_THREAD, KV_STAT_EPOCH, KV_STAT_REQUESTS_SERVED,
+                   KV_STAT_DROPPED_MESSAGES};
     size_t limits[] = {KV_MAX_KEY_LEN, KV_MAX_VALUE_LEN, (size_t)KV_MAX_NAME_LEN};
     int version = FTKV_VERSION_MAJOR * 10000 + FTKV_VERSION_MINOR * 100 + FTKV_VERSION_PATCH;
     kv_store *kv = NULL;
     int all = a && b && c && d && e && f && g && h && i && j && k && l && kv == NULL;
-    return all && codes[9] == -9 && stats[9] == 10 && limits[0] == 65536 && version >= 0 ? 0 : 1;
+    return all && codes[9] == -9 && codes[10] == -10 && stats[9] == 10 && stats[10] == 11 && limits[0] == 65536 && version >= 0 ? 0 : 1;
 }

@@ -25,6 +25,7 @@
 //@case 4 TEST_THREAD_LEVEL=funneled
 //@case 4 FTKV_PROGRESS=inline
 //@case 4 FTKV_PROGRESS=thread
+//@case 4 FTKV_TEST_BATCH_BYTES=300
 #include "common.h"
 
 #define BIG 100000

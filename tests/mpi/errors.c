@@ -12,7 +12,8 @@
 #include "common.h"
 
 static const int all_codes[] = {KV_OK,     KV_ENOTFOUND, KV_ETOOSMALL, KV_EINVAL,    KV_EMISUSE,
-                                KV_ENOMEM, KV_EIO,       KV_EMPI,      KV_ETIMEDOUT, KV_EINTERNAL};
+                                KV_ENOMEM, KV_EIO,       KV_EMPI,      KV_ETIMEDOUT, KV_EINTERNAL,
+                                KV_EREMOTE};
 #define NCODES ((int)(sizeof all_codes / sizeof all_codes[0]))
 
 static void expect_errmsg(const kv_store *kv, const char *after)

@@ -55,7 +55,7 @@ int main(int argc, char **argv)
 {
     t_init(&argc, &argv, "fencerace");
     if (t_level != MPI_THREAD_MULTIPLE) {
-        if (t_rank == 0) printf("[fencerace] MPI_THREAD_MULTIPLE not provided: nothing to test\n");
+        if (t_rank == 0) printf("[fencerace] SKIP: MPI_THREAD_MULTIPLE not provided\n");
         return t_finish();
     }
     int fences = (int)t_env_long("TEST_FENCES", 200);

@@ -27,7 +27,9 @@ extension Engine {
         spareTable = nil
         shipping = outgoing
         writeInterval += 1
-        try flush(outgoing)
+        // A replica's refusal is reported after the barrier: leaving before it would strand the
+        // other ranks in a collective this rank never joins.
+        let refused = try flush(outgoing)
         try barrierLocked(what: "fence barrier")
         readSnapshot = interval + 1
         // Every rank has entered this fence: older versions of keys rewritten in this interval
@@ -36,12 +38,16 @@ extension Engine {
         shipping = nil
         outgoing.removeAll()
         spareTable = outgoing
+        if let refused { throw refused }
     }
 
     /// Groups writes by replica rank into batches (chunks of Wire.batchChunkBytes), applies the
-    /// local ones directly and sends the rest, then waits for the acks.
-    private func flush(_ writes: RecordTable) throws {
-        guard writes.count > 0 else { return }
+    /// local ones directly and sends the rest, then waits for the acks. Returns the failure of a
+    /// replica that refused a batch, if one did.
+    private func flush(_ writes: RecordTable) throws -> KVFailure? {
+        guard writes.count > 0 else { return nil }
+        // This rank holds about r/n of the keys written.
+        try store.reserve(additionalKeys: writes.count * placement.replicas / max(Int(transport.size), 1))
         var batches = [BatchBuilder?](repeating: nil, count: Int(transport.size))
         var sealed: [(dest: Int32, message: MessageBuffer)] = []
         defer { for b in batches { b?.writer.release() } }
@@ -54,7 +60,7 @@ extension Engine {
                     }
                     let d = Int(dest)
                     let size = OpCodec.encodedSize(keyCount: rec.key.count, valueCount: rec.value.count)
-                    if let b = batches[d], b.count > 0, b.writer.count + size > Wire.batchChunkBytes {
+                    if let b = batches[d], b.count > 0, b.writer.count + size > faults.batchBytes {
                         sealed.append((dest, try batches[d]!.seal()))
                         batches[d] = nil
                     }
@@ -71,7 +77,12 @@ extension Engine {
         for (dest, message) in sealed {
             ids.append(try transport.sendRequest(message, to: dest))
         }
-        try checkAcks(try waitForReplies(ids, what: "fence: replicas acknowledging \(ids.count) batches"))
+        do {
+            try checkAcks(try waitForReplies(ids, what: "fence: replicas acknowledging \(ids.count) batches"))
+        } catch let f as KVFailure where f.code == .remote {
+            return f
+        }
+        return nil
     }
 
     /// Collective: flushes (as fence), stops the progress thread and frees the communicator.
@@ -102,9 +113,13 @@ extension Engine {
         progressThread?.stop()
         lock.lock()
         progressThread = nil
-        // A broken store frees its communicator too (MPI completes what is still pending first).
-        if case .finalized = state {} else {
-            transport.drainSends(until: Deadline(seconds: min(config.timeoutSeconds, 5)))
+        // A broken store keeps its communicator: a collective that timed out is still posted on
+        // it, and freeing it under that request crashed Open MPI later (in MPI_Finalize). The
+        // leak is one communicator per broken store.
+        switch state {
+        case .finalized, .broken: break
+        default:
+            transport.finishOutstanding(until: Deadline(seconds: min(config.timeoutSeconds, 5)))
             var comm: MPI_Comm? = transport.comm
             CommunicatorGate.exclusively { _ = MPI_Comm_free(&comm) }
         }

@@ -25,6 +25,15 @@ extension Engine {
         guard let comm, comm != cmpi_comm_null() else {
             throw KVFailure(.misuse, "the communicator is MPI_COMM_NULL")
         }
+        // An intercommunicator has two groups: the store's collectives and rank-indexed tables
+        // assume one. Every rank of it sees the same flag, so every rank returns KV_EINVAL.
+        var isInter: Int32 = 0
+        guard MPI_Comm_test_inter(comm, &isInter) == MPI_SUCCESS else {
+            throw KVFailure(.invalid, "the communicator passed to kv_open is not a valid MPI communicator")
+        }
+        guard isInter == 0 else {
+            throw KVFailure(.invalid, "kv_open needs an intracommunicator; this is an intercommunicator (merge it with MPI_Intercomm_merge)")
+        }
         try Lifecycle.installFinalizeHook()
 
         var provided: Int32 = 0
@@ -34,7 +43,9 @@ extension Engine {
         // Local validation: remembered, reported after the agreement below.
         var localFailure: KVFailure?
         var config = StoreConfig()
+        var faults = FaultInjection()
         do {
+            faults = try FaultInjection.parse()
             guard let name else { throw KVFailure(.invalid, "store name is NULL") }
             try StoreConfig.validateName(name)
             config = try StoreConfig.parse(given: options)
@@ -99,7 +110,7 @@ extension Engine {
 
         let transport = Transport(comm: dup!, rank: rank, size: size, receiveTimeout: timeout)
         let view = View.initial(nodeIdentities: nodes)
-        let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view)
+        let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view, faults: faults)
         let wantThread = config.progress == .thread || (config.progress == .auto && multiple)
         if wantThread {
             let thread = ProgressThread { [unowned engine] in engine.backgroundStep() }

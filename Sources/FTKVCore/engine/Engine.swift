@@ -13,7 +13,8 @@ public enum GetOutcome: Equatable, Sendable {
 
 /// Statistics of one rank (kv_stat).
 public enum StatKind: Int32, CaseIterable, Sendable {
-    case rank = 1, size, replicas, nodes, localKeys, localBytes, pendingOps, progressThread, epoch, requestsServed
+    case rank = 1, size, replicas, nodes, localKeys, localBytes, pendingOps, progressThread, epoch, requestsServed,
+         droppedMessages
 }
 
 /// One open store on one rank: the engine behind both the C and the Swift API.
@@ -35,6 +36,8 @@ public final class Engine: @unchecked Sendable {
 
     public let name: String
     public let config: StoreConfig
+    /// Test-only fault switches (FTKV_TEST_FAULT, FTKV_TEST_BATCH_BYTES).
+    let faults: FaultInjection
     /// The thread level MPI was initialised with (MPI_Query_thread).
     public let threadLevel: Int32
 
@@ -61,7 +64,6 @@ public final class Engine: @unchecked Sendable {
     var readSnapshot: UInt64 = 1
     var writeSeq: UInt64 = 0
     var requestsServed: UInt64 = 0
-    var inlineCalls: UInt32 = 0
     var progressThread: ProgressThread?
     /// Fixed at open: whether a background thread serves this store (read without the lock by
     /// other stores' wait loops, so not derived from `progressThread`, which close() clears).
@@ -71,9 +73,12 @@ public final class Engine: @unchecked Sendable {
 
     var rank: Int32 { transport.rank }
 
-    init(name: String, config: StoreConfig, threadLevel: Int32, transport: Transport, view: View) {
+    init(name: String, config: StoreConfig, threadLevel: Int32, transport: Transport, view: View,
+         faults: FaultInjection = FaultInjection()) {
         self.name = name
         self.config = config
+        self.faults = faults
+        if faults.staleEpoch { transport.epochSkew = 1 }
         self.threadLevel = threadLevel
         self.transport = transport
         self.view = view
@@ -118,14 +123,13 @@ public final class Engine: @unchecked Sendable {
         if f.code == .mpi || (f.code == .timedOut && inCollective) { state = .broken(f) }
     }
 
-    /// Below MPI_THREAD_MULTIPLE nobody else serves requests, so local calls do it too, every
-    /// 32nd call (the header promises an answer "when the owner next enters a libftkv call").
+    /// Without a progress thread nobody else answers other ranks' requests, so every library call
+    /// serves what is waiting (the header promises an answer "when the owner next enters a
+    /// libftkv call"). Costs one MPI_Improbe when nothing waits (measured in docs/progress.md).
     /// Opportunistic: a failure here surfaces in the next call that waits.
     @inline(__always)
-    func serveInline() {
-        guard progressThread == nil else { return }
-        inlineCalls &+= 1
-        guard inlineCalls & 31 == 0 else { return }
+    func serveWaitingRequests() {
+        guard !servedInBackground else { return }
         do {
             _ = try transport.progress(serve: serve)
         } catch {
@@ -151,7 +155,7 @@ public final class Engine: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         try checkUsable()
-        serveInline()
+        serveWaitingRequests()
         switch config.consistency {
         case .fence:
             writeSeq += 1
@@ -174,7 +178,7 @@ public final class Engine: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         try checkUsable()
-        serveInline()
+        serveWaitingRequests()
         // Own writes first: this interval's, then those a fence on another thread is shipping.
         if let mine = pending.find(key, hash: hash) ?? shipping?.find(key, hash: hash) {
             return Engine.deliver(mine.isTombstone ? nil : mine.value, into: buffer)
@@ -211,6 +215,7 @@ public final class Engine: @unchecked Sendable {
         let hash = StableHash.hash(key)
         return try lock.withLock {
             try checkUsable()
+            serveWaitingRequests()
             return placement.replicaRanks(ofHash: hash)
         }
     }
@@ -218,6 +223,7 @@ public final class Engine: @unchecked Sendable {
     public func stat(_ what: StatKind) throws -> UInt64 {
         try lock.withLock {
             try checkUsable()
+            serveWaitingRequests()
             switch what {
             case .rank: return UInt64(rank)
             case .size: return UInt64(transport.size)
@@ -229,6 +235,7 @@ public final class Engine: @unchecked Sendable {
             case .progressThread: return progressThread == nil ? 0 : 1
             case .epoch: return UInt64(view.epoch)
             case .requestsServed: return requestsServed
+            case .droppedMessages: return transport.droppedMessages
             }
         }
     }

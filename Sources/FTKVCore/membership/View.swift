@@ -8,8 +8,13 @@ public struct View: Sendable, Equatable {
     /// Node index of each member (same order as `members`); equal indexes share a node.
     public let nodeOfMember: [Int]
 
-    public init(epoch: UInt32, members: [Int32], nodeOfMember: [Int]) {
-        precondition(members.count == nodeOfMember.count, "one node per member")
+    /// Nil unless there is one node per member (views will arrive from other ranks: no trap).
+    public init?(epoch: UInt32, members: [Int32], nodeOfMember: [Int]) {
+        guard members.count == nodeOfMember.count else { return nil }
+        self.init(checked: epoch, members, nodeOfMember)
+    }
+
+    private init(checked epoch: UInt32, _ members: [Int32], _ nodeOfMember: [Int]) {
         self.epoch = epoch
         self.members = members
         self.nodeOfMember = nodeOfMember
@@ -25,7 +30,7 @@ public struct View: Sendable, Equatable {
             index[id] = next
             return next
         }
-        return View(epoch: 0, members: (0..<Int32(nodeIdentities.count)).map { $0 }, nodeOfMember: nodes)
+        return View(checked: 0, (0..<Int32(nodeIdentities.count)).map { $0 }, nodes)
     }
 
     public var nodeCount: Int { Set(nodeOfMember).count }

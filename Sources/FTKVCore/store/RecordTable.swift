@@ -93,12 +93,22 @@ public final class RecordTable {
     @discardableResult
     public func upsert(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer,
                        stamp: Stamp, tombstone: Bool, onlyIfNewer: Bool) throws -> Bool {
+        try upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: onlyIfNewer) { _ in }
+    }
+
+    /// As upsert, and hands the record about to be replaced to `replacing` first (one probe for
+    /// both: SnapshotStore keeps older versions this way). The view is valid only inside the call.
+    @discardableResult
+    public func upsert(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer,
+                       stamp: Stamp, tombstone: Bool, onlyIfNewer: Bool,
+                       replacing: (RecordView) throws -> Void) throws -> Bool {
         let valueCount = tombstone ? 0 : value.count
         let (slot, found) = probe(key, hash: hash)
         if found {
             let offset = slots[slot].offsetPlusOne - 1
             let old = header(atOffset: offset)
             if onlyIfNewer && !(stamp > old.stamp) { return false }
+            try replacing(view(atOffset: offset, hash: hash))
             if old.valueLen == valueCount {
                 writeRecord(atOffset: offset, key: nil, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
             } else {
@@ -239,6 +249,14 @@ public final class RecordTable {
         arenaUsed += size
         writeRecord(atOffset: offset, key: key, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
         return offset
+    }
+
+    /// Makes room for `more` new keys at once (one index resize instead of several while a batch
+    /// of that many is applied).
+    public func reserve(additionalKeys more: Int) throws {
+        var n = slotCount
+        while (count + more + 1) * 2 > n { n *= 2 }
+        if n > slotCount { try resizeSlots(to: n) }
     }
 
     private func growSlotsIfNeeded() throws {

@@ -24,21 +24,25 @@ public final class SnapshotStore {
     @discardableResult
     public func apply(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer,
                       stamp: Stamp, tombstone: Bool) throws -> Bool {
-        if let held = current.find(key, hash: hash) {
-            if !(stamp > held.stamp) {
-                // An older interval's write arriving after a newer one: it may still be the
-                // version a lagging reader should see.
-                if stamp.fence < held.stamp.fence {
-                    try previous.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
-                }
-                return false
-            }
+        let previous = self.previous
+        let applied = try current.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone,
+                                         onlyIfNewer: true) { held in
             if stamp.fence > held.stamp.fence {
                 try previous.upsert(held.key, hash: hash, value: held.value, stamp: held.stamp,
                                     tombstone: held.isTombstone, onlyIfNewer: false)
             }
         }
-        return try current.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
+        // An older interval's write arriving after a newer one: it may still be the version a
+        // lagging reader should see (rare: a second probe only then).
+        if !applied, let held = current.find(key, hash: hash), stamp.fence < held.stamp.fence {
+            try previous.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
+        }
+        return applied
+    }
+
+    /// Room for `more` new keys (a batch about to be applied).
+    public func reserve(additionalKeys more: Int) throws {
+        try current.reserve(additionalKeys: more)
     }
 
     /// The stamp the key's primary gives a write under sequential consistency: newer than every

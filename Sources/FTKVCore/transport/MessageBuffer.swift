@@ -84,14 +84,14 @@ struct ByteReader {
     var remaining: Int { bytes.count - offset }
 
     mutating func read<T: FixedWidthInteger>(_: T.Type) throws -> T {
-        guard remaining >= MemoryLayout<T>.size else { throw KVFailure(.mpi, "malformed message: truncated field") }
+        guard remaining >= MemoryLayout<T>.size else { throw KVFailure(.remote, "malformed message: truncated field") }
         let v = T(littleEndian: bytes.baseAddress!.loadUnaligned(fromByteOffset: offset, as: T.self))
         offset += MemoryLayout<T>.size
         return v
     }
 
     mutating func read(count n: Int) throws -> UnsafeRawBufferPointer {
-        guard n >= 0, remaining >= n else { throw KVFailure(.mpi, "malformed message: truncated bytes") }
+        guard n >= 0, remaining >= n else { throw KVFailure(.remote, "malformed message: truncated bytes") }
         let slice = UnsafeRawBufferPointer(start: bytes.baseAddress.map { $0 + offset }, count: n)
         offset += n
         return slice

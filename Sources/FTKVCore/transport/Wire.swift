@@ -30,6 +30,15 @@ enum Wire {
         case failed = 4
     }
 
+    /// The reply kind a request kind is answered with (nil: not a request).
+    static func replyKind(to kind: Kind) -> Kind? {
+        switch kind {
+        case .get: return .getReply
+        case .apply, .order: return .applyAck
+        case .getReply, .applyAck: return nil
+        }
+    }
+
     struct Header {
         var kind: Kind
         var status: Status
@@ -60,10 +69,10 @@ enum Wire {
     }
 
     static func readHeader(_ r: inout ByteReader) throws -> Header {
-        guard try r.read(UInt32.self) == magic else { throw KVFailure(.mpi, "malformed message: bad magic") }
+        guard try r.read(UInt32.self) == magic else { throw KVFailure(.remote, "malformed message: bad magic") }
         guard let kind = Kind(rawValue: try r.read(UInt8.self)),
               let status = Status(rawValue: try r.read(UInt8.self)) else {
-            throw KVFailure(.mpi, "malformed message: unknown kind or status")
+            throw KVFailure(.remote, "malformed message: unknown kind or status")
         }
         _ = try r.read(UInt16.self)
         return Header(kind: kind, status: status, epoch: try r.read(UInt32.self), sender: try r.read(Int32.self),
@@ -108,14 +117,22 @@ enum OpCodec {
         try w.append(rec.value)
     }
 
-    /// Decodes `count` ops and hands each to body (views into the message).
+    /// Decodes `count` ops and hands each to body (views into the message). Every length and flag
+    /// is checked against the store's limits first: the bytes come from another process.
     static func forEach(in r: inout ByteReader, count: UInt64,
                         _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, Stamp, Bool) throws -> Void) throws {
+        guard count <= UInt64(r.remaining / headerSize) else {
+            throw KVFailure(.remote, "malformed message: \(count) ops cannot fit in \(r.remaining) bytes")
+        }
         var left = count
         while left > 0 {
             let keyLen = Int(try r.read(UInt32.self))
             let valueLen = Int(try r.read(UInt32.self))
             let flags = try r.read(UInt32.self)
+            guard keyLen >= 1, keyLen <= Engine.maxKeyLength, valueLen <= Engine.maxValueLength, flags <= 1,
+                  flags == 0 || valueLen == 0 else {
+                throw KVFailure(.remote, "malformed message: op with key length \(keyLen), value length \(valueLen), flags \(flags)")
+            }
             let rank = try r.read(UInt32.self)
             let fence = try r.read(UInt64.self)
             let seq = try r.read(UInt64.self)

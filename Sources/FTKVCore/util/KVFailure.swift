@@ -11,6 +11,7 @@ public enum KVCode: Int32, Sendable, CaseIterable {
     case mpi = -7
     case timedOut = -8
     case `internal` = -9
+    case remote = -10
 
     /// Static text for a code; kv_strerror returns these bytes.
     public var text: StaticString {
@@ -25,6 +26,7 @@ public enum KVCode: Int32, Sendable, CaseIterable {
         case .mpi: return "MPI error"
         case .timedOut: return "timed out waiting for another rank"
         case .internal: return "internal error in libftkv"
+        case .remote: return "another rank refused or could not carry out the request"
         }
     }
 }

@@ -1,0 +1,135 @@
+/// Answering other ranks' requests against this rank's store. Every request is untrusted input:
+/// a malformed one gets a `failed` reply (or none, if even its header is unusable) and is counted;
+/// nothing here traps, and nothing a peer sends can mark this store broken.
+extension Engine {
+    /// Answers one request. Runs under the lock (from a wait loop, a local call or the progress
+    /// thread). Returns the reply to send, or nil for none.
+    func serve(_ request: Incoming) -> MessageBuffer? {
+        let h = request.header
+        guard let replyKind = Wire.replyKind(to: h.kind) else {
+            transport.noteDropped()
+            return nil
+        }
+        requestsServed += 1
+        var status = Wire.Status.ok
+        var reply: MessageBuffer?
+        if h.epoch != view.epoch {
+            transport.noteDropped()
+            status = .staleEpoch
+        } else if faults.failApplies && h.kind != .get {
+            status = .failed
+        } else {
+            do {
+                reply = try answer(request)
+            } catch {
+                transport.noteDropped()
+                status = .failed
+            }
+        }
+        if reply == nil {
+            var w = try? ByteWriter(reserving: Wire.headerSize)
+            guard w != nil, (try? Wire.write(transport.header(replyKind, status: status, requestID: h.requestID, argument: 0), to: &w!)) != nil
+            else {
+                w?.release()
+                return nil // out of memory even for a header: the requester times out
+            }
+            reply = try? w!.finish()
+        }
+        if faults.truncateReplies, let r = reply, r.count > Wire.headerSize { r.setCount(r.count - 1) }
+        return reply
+    }
+
+    /// The reply to a well-formed request of this epoch; throws on a malformed body.
+    private func answer(_ request: Incoming) throws -> MessageBuffer {
+        let h = request.header
+        var body = request.body
+        var w: ByteWriter
+        switch h.kind {
+        case .get:
+            let snapshot = try body.read(UInt64.self)
+            let key = try body.read(count: body.remaining)
+            try Engine.checkKey(key)
+            let found = store.find(key, hash: StableHash.hash(key), snapshot: snapshot).flatMap { $0.isTombstone ? nil : $0 }
+            guard let rec = found else {
+                w = try ByteWriter(reserving: Wire.headerSize)
+                try Wire.write(transport.header(.getReply, status: .notFound, requestID: h.requestID, argument: 0), to: &w)
+                return try w.finish()
+            }
+            let fits = UInt64(rec.value.count) <= h.argument
+            // Allocated at its exact size: the value is copied once, into the reply.
+            w = try ByteWriter(reserving: Wire.headerSize + 8 + (fits ? rec.value.count : 0))
+            try Wire.write(transport.header(.getReply, status: fits ? .ok : .notSent, requestID: h.requestID, argument: 0), to: &w)
+            try w.append(UInt64(rec.value.count))
+            if fits { try w.append(rec.value) }
+        case .apply:
+            var applied: UInt64 = 0
+            var status = Wire.Status.ok
+            do {
+                // One index resize for the batch (its count is bounded by the bytes present).
+                try store.reserve(additionalKeys: Int(min(h.argument, UInt64(body.remaining / OpCodec.headerSize))))
+                try OpCodec.forEach(in: &body, count: h.argument) { key, value, stamp, tombstone in
+                    try store.apply(key, hash: StableHash.hash(key), value: value, stamp: stamp, tombstone: tombstone)
+                    applied += 1
+                }
+            } catch {
+                transport.noteDropped()
+                status = .failed
+            }
+            w = try ByteWriter(reserving: Wire.headerSize)
+            try Wire.write(transport.header(.applyAck, status: status, requestID: h.requestID, argument: applied), to: &w)
+        case .order:
+            var stamp = Stamp.zero
+            try OpCodec.forEach(in: &body, count: 1) { key, value, _, tombstone in
+                let hash = StableHash.hash(key)
+                stamp = store.orderedStamp(key, hash: hash, interval: writeInterval, writer: UInt32(bitPattern: request.source))
+                try store.apply(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone)
+            }
+            w = try ByteWriter(reserving: Wire.headerSize + StampCodec.size)
+            try Wire.write(transport.header(.applyAck, status: .ok, requestID: h.requestID, argument: 1), to: &w)
+            try StampCodec.append(stamp, to: &w)
+        case .getReply, .applyAck:
+            throw KVFailure(.remote, "a reply kind sent as a request")
+        }
+        return try w.finish()
+    }
+}
+
+/// What a get reply says, checked: the bytes come from another process.
+enum GetReply: Equatable {
+    case notFound
+    case lengthOnly(Int)
+    case value(UnsafeRawBufferPointer)
+
+    static func == (a: GetReply, b: GetReply) -> Bool {
+        switch (a, b) {
+        case (.notFound, .notFound): return true
+        case (.lengthOnly(let x), .lengthOnly(let y)): return x == y
+        case (.value(let x), .value(let y)): return x.elementsEqual(y)
+        default: return false
+        }
+    }
+
+    /// Decodes a get reply (a view into `reply`'s buffer); a refusal or malformed reply is
+    /// KV_EREMOTE, never a trap.
+    static func decode(_ reply: Incoming, from owner: Int32) throws -> GetReply {
+        var body = reply.body
+        switch reply.header.status {
+        case .notFound:
+            return .notFound
+        case .ok, .notSent:
+            guard let raw = try? body.read(UInt64.self), raw <= UInt64(Engine.maxValueLength) else {
+                throw KVFailure(.remote, "rank \(owner) sent a malformed get reply (bad length)")
+            }
+            let length = Int(raw)
+            if reply.header.status == .notSent { return .lengthOnly(length) }
+            guard body.remaining == length, let bytes = try? body.read(count: length) else {
+                throw KVFailure(.remote, "rank \(owner) sent a malformed get reply (\(body.remaining) value bytes for a length of \(length))")
+            }
+            return .value(bytes)
+        case .staleEpoch:
+            throw KVFailure(.remote, "rank \(owner) refused the get: it is in another membership epoch")
+        case .failed:
+            throw KVFailure(.remote, "rank \(owner) could not answer the get")
+        }
+    }
+}
