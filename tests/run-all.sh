@@ -145,24 +145,35 @@ run_expect_pass() {
     return "$rc"
 }
 
-# A rank is SIGKILLed under mpirun --enable-recovery (tests/kill/kill_rank.c): both survivors
-# must print their PASS line (there is no collective verdict with a dead member), and the victim
-# must really have died.
-kill_rank() {
-    local bin="$OUT/kill_rank" out rc
-    mpicc -std=c99 -O1 -g -Wall -Wextra tests/kill/kill_rank.c -o "$bin" \
-        -I"$STAGE/include" -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv || return 1
+# A rank is SIGKILLed under mpirun --enable-recovery (tests/kill/kill_rank.c), in several
+# configurations: copies per key, which rank dies. Every survivor must print its PASS line (there
+# is no collective verdict with a dead member), the victim must really have died, and mpirun must
+# exit 0 (under --enable-recovery it does when every survivor does).
+kill_one() { # ranks replicas victim
+    local n="$1" r="$2" v="$3" bin="$OUT/kill_rank" out rc ok=1
     out="$(mktemp)"
-    ftkv_mpirun 3 90 --enable-recovery "$bin" 2>&1 | tee "$out"
+    echo "--- $n ranks, $r copies per key, victim rank $v"
+    KILL_REPLICAS="$r" KILL_VICTIM="$v" ftkv_mpirun "$n" 90 --enable-recovery -x KILL_REPLICAS -x KILL_VICTIM "$bin" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
-    local ok=1
-    grep -q '^kill_rank: rank 2 killing itself' "$out" || { echo "the victim did not reach its SIGKILL"; ok=0; }
-    for r in 0 1; do
-        grep -q "^kill_rank: rank $r PASS" "$out" || { echo "survivor rank $r did not pass"; ok=0; }
+    grep -q "^kill_rank: rank $v killing itself" "$out" || { echo "the victim did not reach its SIGKILL"; ok=0; }
+    for ((s = 0; s < n; s++)); do
+        [ "$s" -eq "$v" ] && continue
+        grep -q "^kill_rank: rank $s PASS" "$out" || { echo "survivor rank $s did not pass"; ok=0; }
     done
     if grep -q 'FAIL' "$out"; then ok=0; fi
-    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then echo "timed out"; ok=0; fi
+    [ "$rc" -eq 0 ] || { echo "mpirun exited with $rc (124/137: timed out)"; ok=0; }
     rm -f "$out"
+    [ "$ok" -eq 1 ]
+}
+
+kill_rank() {
+    local bin="$OUT/kill_rank" ok=1
+    mpicc -std=c99 -O1 -g -Wall -Wextra tests/kill/kill_rank.c -o "$bin" \
+        -I"$STAGE/include" -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv || return 1
+    kill_one 3 1 2 || ok=0
+    kill_one 3 2 0 || ok=0
+    kill_one 4 3 1 || ok=0
+    kill_one 4 2 2 || ok=0
     [ "$ok" -eq 1 ]
 }
 
@@ -248,7 +259,7 @@ run_step "header: C++ (mpicxx -pedantic -Werror)" header_cxx
 run_step "exports: installed libftkv.so == ftkv.h functions" exports_installed
 run_step "exports: debug .build/debug/libftkv.so == ftkv.h functions" exports_debug
 run_step "MPI suite: tests/run-mpi.sh" mpi_suite
-run_step "kill: a rank SIGKILLed under --enable-recovery, survivors check bytes and deadlines" kill_rank
+run_step "kill: a rank SIGKILLed under --enable-recovery (1-3 copies, first/middle/last victim), survivors check bytes, deadlines, fence and close codes" kill_rank
 run_step "examples-c: build with pkg-config" examples_build
 run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
 run_step "examples-c: hello, 4 ranks" ftkv_mpirun 4 90 examples-c/bin/hello

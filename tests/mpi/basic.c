@@ -13,6 +13,7 @@
  */
 //@case 1
 //@case 2
+//@case 2 FTKV_REPLICAS=1
 //@case 4
 //@case 8 TEST_NKEYS=100
 //@case 8 TEST_NKEYS=60 TEST_THREAD_LEVEL=single

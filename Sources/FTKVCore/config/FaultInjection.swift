@@ -4,13 +4,13 @@
 ///     apply-fail        this rank refuses every write another rank asks it to apply
 ///     stale-epoch       this rank stamps its messages with the next membership epoch
 ///     truncate-replies  this rank's replies lose their last byte
-///   FTKV_TEST_BATCH_BYTES=N   cut the fence's apply batches at N bytes (default 256 MiB), so
+///   FTKV_TEST_BATCH_BYTES=N   cut the fence's apply batches at N bytes (default 4 MiB), so
 ///                             small tests exercise multi-batch fences.
 struct FaultInjection: Sendable, Equatable {
     var failApplies = false
     var staleEpoch = false
     var truncateReplies = false
-    var batchBytes = Wire.batchChunkBytes
+    var batchBytes = Wire.fenceChunkBytes
 
     init() {}
 

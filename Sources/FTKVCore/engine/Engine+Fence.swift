@@ -14,9 +14,14 @@ extension Engine {
         }
     }
 
-    /// Ships this interval's writes, waits for every replica's ack, then a barrier: after it,
-    /// every rank's writes from before the fence are applied on all their replicas, and this
-    /// rank's gets see them. Writes other threads make meanwhile go to the next interval.
+    /// Three steps: an entry barrier, then this interval's writes shipped to their replicas and
+    /// acknowledged, then a barrier. After it, every rank's writes from before the fence are
+    /// applied on all their replicas, and this rank's gets see them.
+    ///
+    /// The entry barrier makes a fence interval a snapshot: no rank applies or ships a write of
+    /// this interval (not even to its own table) until every rank has entered the fence, so a
+    /// slower rank still reading the previous interval never sees it. Writes other threads make
+    /// meanwhile go to the next interval, never lost (`shipping` holds this one's until acked).
     func fenceLocked() throws {
         guard shipping == nil else {
             throw KVFailure(.misuse, "kv_fence or kv_close is already running on another thread of this rank (collective calls need one thread per rank)")
@@ -27,63 +32,91 @@ extension Engine {
         spareTable = nil
         shipping = outgoing
         writeInterval += 1
+        // Sequential consistency has nothing buffered: its fence is only the final barrier.
+        if config.consistency == .fence { try barrierLocked(what: "fence entry barrier") }
         // A replica's refusal is reported after the barrier: leaving before it would strand the
         // other ranks in a collective this rank never joins.
         let refused = try flush(outgoing)
         try barrierLocked(what: "fence barrier")
-        readSnapshot = interval + 1
-        // Every rank has entered this fence: older versions of keys rewritten in this interval
-        // (or before) can no longer be read.
-        try store.prune(completed: interval)
+        // Every replica has applied this interval's deletes (and, under sequential consistency,
+        // every delete that returned before this fence): their tombstones can go, once they are
+        // worth a pass over the index.
+        let tombstones = store.count - store.liveCount
+        if tombstones >= max(1024, store.count / 8) { store.reclaimTombstones(through: interval) }
         shipping = nil
         outgoing.removeAll()
-        spareTable = outgoing
+        // Keep the grown table for the next interval's writes (a checkpoint loop writes similar
+        // amounts each interval) unless other threads already wrote into the fresh one.
+        if pending.count == 0 {
+            spareTable = pending
+            pending = outgoing
+        } else {
+            spareTable = outgoing
+        }
         if let refused { throw refused }
     }
 
-    /// Groups writes by replica rank into batches (chunks of Wire.batchChunkBytes), applies the
-    /// local ones directly and sends the rest, then waits for the acks. Returns the failure of a
+    /// Streams writes to their replicas: groups them by replica rank into batches of at most
+    /// `faults.batchBytes` (4 MiB unless a test shrinks it), sends each batch as soon as it is
+    /// full, applies local copies directly, and keeps at most `Engine.fenceWindowBytes` of batches
+    /// unacknowledged (waiting for acks, and serving other ranks' batches, when over it). Peak
+    /// extra memory is one open batch per destination plus the window, not a copy of everything
+    /// written; and reused buffers spare the page faults of fresh ones. Returns the failure of a
     /// replica that refused a batch, if one did.
     private func flush(_ writes: RecordTable) throws -> KVFailure? {
         guard writes.count > 0 else { return nil }
         // This rank holds about r/n of the keys written.
         try store.reserve(additionalKeys: writes.count * placement.replicas / max(Int(transport.size), 1))
         var batches = [BatchBuilder?](repeating: nil, count: Int(transport.size))
-        var sealed: [(dest: Int32, message: MessageBuffer)] = []
         defer { for b in batches { b?.writer.release() } }
+        var inFlight: [(id: UInt64, bytes: Int)] = []
+        var inFlightBytes = 0
+        var refused: KVFailure?
+        let chunk = faults.batchBytes
+
+        // Waits until at most `limit` bytes of batches are unacknowledged (oldest first).
+        func settle(to limit: Int) throws {
+            while inFlightBytes > limit, let oldest = inFlight.first {
+                let reply = try waitForReply(oldest.id, what: "fence: a replica acknowledging a batch")
+                inFlight.removeFirst()
+                inFlightBytes -= oldest.bytes
+                do { try checkAcks([oldest.id: reply]) } catch let f as KVFailure where f.code == .remote { refused = refused ?? f }
+            }
+        }
+        func ship(_ d: Int) throws {
+            guard let message = try batches[d]?.seal() else { return }
+            batches[d] = nil
+            inFlight.append((try transport.sendRequest(message, to: Int32(d)), message.count))
+            inFlightBytes += message.count
+            try settle(to: Engine.fenceWindowBytes)
+        }
+
         try writes.forEach { rec in
             try placement.withReplicas(ofHash: rec.hash) { set in
                 for dest in set {
                     if dest == rank {
-                        try store.apply(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp, tombstone: rec.isTombstone)
+                        try store.upsert(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp,
+                                         tombstone: rec.isTombstone, onlyIfNewer: true)
                         continue
                     }
                     let d = Int(dest)
                     let size = OpCodec.encodedSize(keyCount: rec.key.count, valueCount: rec.value.count)
-                    if let b = batches[d], b.count > 0, b.writer.count + size > faults.batchBytes {
-                        sealed.append((dest, try batches[d]!.seal()))
-                        batches[d] = nil
+                    if let b = batches[d], b.count > 0, b.writer.count + size > chunk { try ship(d) }
+                    if batches[d] == nil {
+                        batches[d] = try BatchBuilder(header: transport.header(.apply, requestID: 0, argument: 0),
+                                                      reserving: min(chunk, Wire.headerSize + size * (writes.count + 1)))
                     }
-                    if batches[d] == nil { batches[d] = try BatchBuilder(header: transport.header(.apply, requestID: 0, argument: 0)) }
                     try batches[d]!.add(rec)
                 }
             }
         }
-        for d in batches.indices where batches[d] != nil {
-            sealed.append((Int32(d), try batches[d]!.seal()))
-            batches[d] = nil
-        }
-        var ids: [UInt64] = []
-        for (dest, message) in sealed {
-            ids.append(try transport.sendRequest(message, to: dest))
-        }
-        do {
-            try checkAcks(try waitForReplies(ids, what: "fence: replicas acknowledging \(ids.count) batches"))
-        } catch let f as KVFailure where f.code == .remote {
-            return f
-        }
-        return nil
+        for d in batches.indices { try ship(d) }
+        try settle(to: 0)
+        return refused
     }
+
+    /// Unacknowledged fence batches a rank keeps in flight before it waits for acks.
+    static let fenceWindowBytes = 32 << 20
 
     /// Collective: flushes (as fence), stops the progress thread and frees the communicator.
     /// The engine is unusable afterwards whatever the result.
@@ -113,11 +146,14 @@ extension Engine {
         progressThread?.stop()
         lock.lock()
         progressThread = nil
-        // A broken store keeps its communicator: a collective that timed out is still posted on
-        // it, and freeing it under that request crashed Open MPI later (in MPI_Finalize). The
-        // leak is one communicator per broken store.
         switch state {
-        case .finalized, .broken: break
+        case .finalized: break
+        case .broken:
+            // Sends a dead peer never receives are cancelled (MPI_Finalize would wait for them).
+            // The communicator is kept: a collective that timed out is still posted on it, and
+            // freeing it under that request crashed Open MPI later, in MPI_Finalize. The leak is
+            // one communicator per broken store.
+            transport.finishOutstanding(until: Deadline(seconds: 0))
         default:
             transport.finishOutstanding(until: Deadline(seconds: min(config.timeoutSeconds, 5)))
             var comm: MPI_Comm? = transport.comm
@@ -136,8 +172,8 @@ struct BatchBuilder {
     var writer: ByteWriter
     var count: UInt64 = 0
 
-    init(header: Wire.Header) throws {
-        writer = try ByteWriter(reserving: 64 << 10)
+    init(header: Wire.Header, reserving bytes: Int) throws {
+        writer = try ByteWriter(reserving: max(bytes, Wire.headerSize))
         try Wire.write(header, to: &writer)
     }
 

@@ -2,11 +2,10 @@ import Glibc
 
 /// Requests to other ranks (gets, replicated writes) and serving theirs.
 extension Engine {
-    func remoteGet(key: UnsafeRawBufferPointer, from owner: Int32, snapshot: UInt64,
+    func remoteGet(key: UnsafeRawBufferPointer, from owner: Int32,
                    into buffer: UnsafeMutableRawBufferPointer?) throws -> GetOutcome {
         let capacity = UInt64(buffer?.count ?? 0)
-        let id = try transport.sendRequest(to: owner, kind: .get, argument: capacity, bodySize: 8 + key.count) { w in
-            try w.append(snapshot)
+        let id = try transport.sendRequest(to: owner, kind: .get, argument: capacity, bodySize: key.count) { w in
             try w.append(key)
         }
         let reply = try waitForReply(id, what: "get from rank \(owner)")
@@ -22,7 +21,7 @@ extension Engine {
 
     /// Sequential consistency: applies one write on every replica before returning, in the order
     /// the key's primary gives it. The primary stamps the write newer than every write to the key
-    /// it ordered before (SnapshotStore.orderedStamp), so a put that returned is never superseded
+    /// it ordered before (RecordTable.orderedStamp), so a put that returned is never superseded
     /// by one that happened before it, and concurrent puts resolve the same way on every replica.
     /// A writer that is not the primary pays one more round trip (ask the primary, then the rest).
     func replicateInOrder(key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer, tombstone: Bool) throws {
@@ -31,7 +30,7 @@ extension Engine {
         let stamp: Stamp
         if primary == rank {
             stamp = store.orderedStamp(key, hash: hash, interval: writeInterval, writer: UInt32(bitPattern: rank))
-            try store.apply(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone)
+            try store.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
         } else {
             let op = RecordView(key: key, value: value, stamp: .zero, isTombstone: tombstone, hash: hash)
             let size = OpCodec.encodedSize(keyCount: key.count, valueCount: value.count)
@@ -51,7 +50,7 @@ extension Engine {
         var ids: [UInt64] = []
         for dest in set.dropFirst() {
             if dest == rank {
-                try store.apply(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone)
+                try store.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
             } else {
                 let size = OpCodec.encodedSize(keyCount: key.count, valueCount: value.count)
                 ids.append(try transport.sendRequest(to: dest, kind: .apply, argument: 1, bodySize: size) { w in

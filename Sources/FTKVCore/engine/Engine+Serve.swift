@@ -46,10 +46,9 @@ extension Engine {
         var w: ByteWriter
         switch h.kind {
         case .get:
-            let snapshot = try body.read(UInt64.self)
             let key = try body.read(count: body.remaining)
             try Engine.checkKey(key)
-            let found = store.find(key, hash: StableHash.hash(key), snapshot: snapshot).flatMap { $0.isTombstone ? nil : $0 }
+            let found = store.find(key, hash: StableHash.hash(key)).flatMap { $0.isTombstone ? nil : $0 }
             guard let rec = found else {
                 w = try ByteWriter(reserving: Wire.headerSize)
                 try Wire.write(transport.header(.getReply, status: .notFound, requestID: h.requestID, argument: 0), to: &w)
@@ -68,7 +67,7 @@ extension Engine {
                 // One index resize for the batch (its count is bounded by the bytes present).
                 try store.reserve(additionalKeys: Int(min(h.argument, UInt64(body.remaining / OpCodec.headerSize))))
                 try OpCodec.forEach(in: &body, count: h.argument) { key, value, stamp, tombstone in
-                    try store.apply(key, hash: StableHash.hash(key), value: value, stamp: stamp, tombstone: tombstone)
+                    try store.upsert(key, hash: StableHash.hash(key), value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
                     applied += 1
                 }
             } catch {
@@ -82,7 +81,7 @@ extension Engine {
             try OpCodec.forEach(in: &body, count: 1) { key, value, _, tombstone in
                 let hash = StableHash.hash(key)
                 stamp = store.orderedStamp(key, hash: hash, interval: writeInterval, writer: UInt32(bitPattern: request.source))
-                try store.apply(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone)
+                try store.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
             }
             w = try ByteWriter(reserving: Wire.headerSize + StampCodec.size)
             try Wire.write(transport.header(.applyAck, status: .ok, requestID: h.requestID, argument: 1), to: &w)

@@ -46,8 +46,8 @@ public final class Engine: @unchecked Sendable {
     let transport: Transport
     var view: View
     var placement: Placement
-    /// Records this rank holds as a replica, readable as of a fence snapshot.
-    let store = SnapshotStore()
+    /// Records this rank holds as a replica.
+    let store = RecordTable()
     /// This rank's puts/dels of the current interval (fence consistency): read-your-writes, then
     /// shipped to the replicas by the next fence. Written once per interval: no huge pages.
     var pending = RecordTable(hugePages: false)
@@ -60,8 +60,6 @@ public final class Engine: @unchecked Sendable {
     /// as it takes the pending writes, so a write made by another thread during the fence belongs
     /// to the next interval. The same on every rank (fences are collective).
     var writeInterval: UInt64 = 1
-    /// Gets see writes of intervals before this one: the intervals whose fence this rank completed.
-    var readSnapshot: UInt64 = 1
     var writeSeq: UInt64 = 0
     var requestsServed: UInt64 = 0
     var progressThread: ProgressThread?
@@ -185,20 +183,15 @@ public final class Engine: @unchecked Sendable {
         }
         let (isLocal, primary) = placement.withReplicas(ofHash: hash) { ($0.contains(rank), $0.first ?? rank) }
         if isLocal {
-            let rec = store.find(key, hash: hash, snapshot: snapshotForReads)
+            let rec = store.find(key, hash: hash)
             return Engine.deliver(rec.flatMap { $0.isTombstone ? nil : $0.value }, into: buffer)
         }
         do {
-            return try remoteGet(key: key, from: primary, snapshot: snapshotForReads, into: buffer)
+            return try remoteGet(key: key, from: primary, into: buffer)
         } catch {
             noteFailure(error, inCollective: false)
             throw error
         }
-    }
-
-    /// The snapshot gets read: the last completed fence, or everything with sequential consistency.
-    var snapshotForReads: UInt64 {
-        config.consistency == .fence ? readSnapshot : SnapshotStore.newest
     }
 
     static func deliver(_ value: UnsafeRawBufferPointer?, into buffer: UnsafeMutableRawBufferPointer?) -> GetOutcome {
@@ -229,8 +222,8 @@ public final class Engine: @unchecked Sendable {
             case .size: return UInt64(transport.size)
             case .replicas: return UInt64(placement.replicas)
             case .nodes: return UInt64(view.nodeCount)
-            case .localKeys: return UInt64(store.current.liveCount)
-            case .localBytes: return UInt64(store.current.liveBytes)
+            case .localKeys: return UInt64(store.liveCount)
+            case .localBytes: return UInt64(store.liveBytes)
             case .pendingOps: return UInt64(pending.count + (shipping?.count ?? 0))
             case .progressThread: return progressThread == nil ? 0 : 1
             case .epoch: return UInt64(view.epoch)

@@ -42,6 +42,9 @@ public final class RecordTable {
     /// Key and value bytes of the live records.
     public private(set) var liveBytes = 0
 
+    /// Arena bytes written so far, garbage included (for tests and memory accounting).
+    var arenaBytesInUse: Int { arenaUsed }
+
     /// Whether big allocations ask for huge pages (see LargeMemory): yes for tables that serve
     /// many random reads (a store), no for write-once buffers (a writer's pending table).
     private let hugePages: Bool
@@ -93,22 +96,12 @@ public final class RecordTable {
     @discardableResult
     public func upsert(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer,
                        stamp: Stamp, tombstone: Bool, onlyIfNewer: Bool) throws -> Bool {
-        try upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: onlyIfNewer) { _ in }
-    }
-
-    /// As upsert, and hands the record about to be replaced to `replacing` first (one probe for
-    /// both: SnapshotStore keeps older versions this way). The view is valid only inside the call.
-    @discardableResult
-    public func upsert(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer,
-                       stamp: Stamp, tombstone: Bool, onlyIfNewer: Bool,
-                       replacing: (RecordView) throws -> Void) throws -> Bool {
         let valueCount = tombstone ? 0 : value.count
         let (slot, found) = probe(key, hash: hash)
         if found {
             let offset = slots[slot].offsetPlusOne - 1
             let old = header(atOffset: offset)
             if onlyIfNewer && !(stamp > old.stamp) { return false }
-            try replacing(view(atOffset: offset, hash: hash))
             if old.valueLen == valueCount {
                 writeRecord(atOffset: offset, key: nil, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
             } else {
@@ -135,6 +128,41 @@ public final class RecordTable {
         }
         try compactIfWorthIt()
         return true
+    }
+
+    /// Drops the tombstones written in intervals up to `fence` once every replica has applied them
+    /// (the caller knows: a completed fence), so a put+delete workload does not grow the table
+    /// forever. The index is rebuilt without them; their arena bytes become garbage for the next
+    /// compaction. Returns how many were dropped (0 also when memory for the rebuild is short:
+    /// reclaiming is an optimisation, never a failure).
+    @discardableResult
+    public func reclaimTombstones(through fence: UInt64) -> Int {
+        guard count > liveCount, let kept = malloc(max(count, 1) * MemoryLayout<Slot>.stride) else { return 0 }
+        defer { free(kept) }
+        let keep = kept.bindMemory(to: Slot.self, capacity: count)
+        var n = 0
+        var dropped = 0
+        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
+            let h = header(atOffset: slots[i].offsetPlusOne - 1)
+            if h.tombstone && h.stamp.fence <= fence {
+                dropped += 1
+                garbageBytes += RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
+            } else {
+                keep[n] = slots[i]
+                n += 1
+            }
+        }
+        guard dropped > 0 else { return 0 }
+        memset(slots, 0, slotCount * MemoryLayout<Slot>.stride)
+        let mask = slotCount - 1
+        for k in 0..<n {
+            var j = Int(truncatingIfNeeded: keep[k].hash) & mask
+            while slots[j].offsetPlusOne != 0 { j = (j + 1) & mask }
+            slots[j] = keep[k]
+        }
+        count = n
+        try? compactIfWorthIt()
+        return dropped
     }
 
     /// Forgets every record. Keeps its allocations up to 256 MiB of arena and 2^21 slots

@@ -12,9 +12,11 @@ enum Wire {
     /// Largest message body we build: MPI counts are 32-bit. A single op (key <= 64 KiB,
     /// value <= 1 GiB) always fits; batches are cut into chunks of about this size.
     static let batchChunkBytes = 256 << 20
+    /// The fence streams its apply batches in chunks of this size (see Engine.flush).
+    static let fenceChunkBytes = 4 << 20
 
     enum Kind: UInt8 {
-        case get = 1        // body: reader's snapshot u64, key; argument: the requester's buffer capacity
+        case get = 1        // body: key; argument: the requester's buffer capacity
         case getReply = 2   // body: true length u64, then the value if it fits
         case apply = 3      // body: ops (see OpCodec); argument: op count
         case applyAck = 4   // argument: ops applied; replying to `order`, body: the assigned stamp
