@@ -54,29 +54,6 @@ private func valueBuffer(_ value: UnsafeRawPointer?, _ valuelen: Int) throws -> 
     return UnsafeRawBufferPointer(start: valuelen == 0 ? nil : value, count: valuelen)
 }
 
-/// The ftkv_* keys of an MPI_Info (others are the application's business).
-private func infoOptions(_ info: MPI_Info?) throws -> [String: String] {
-    guard let info, info != cmpi_info_null() else { return [:] }
-    var options: [String: String] = [:]
-    var nkeys: Int32 = 0
-    guard MPI_Info_get_nkeys(info, &nkeys) == MPI_SUCCESS else {
-        throw KVFailure(.invalid, "the MPI_Info passed to kv_open is not valid")
-    }
-    var keyBuf = [CChar](repeating: 0, count: Int(MPI_MAX_INFO_KEY) + 1)
-    for i in 0..<nkeys {
-        guard MPI_Info_get_nthkey(info, i, &keyBuf) == MPI_SUCCESS else { continue }
-        let key = String(cString: keyBuf)
-        guard key.hasPrefix("ftkv_") else { continue }
-        var length: Int32 = 0
-        var flag: Int32 = 0
-        guard MPI_Info_get_valuelen(info, key, &length, &flag) == MPI_SUCCESS, flag != 0, length >= 0 else { continue }
-        var valueBuf = [CChar](repeating: 0, count: Int(length) + 1)
-        guard MPI_Info_get(info, key, length, &valueBuf, &flag) == MPI_SUCCESS, flag != 0 else { continue }
-        options[key] = String(cString: valueBuf)
-    }
-    return options
-}
-
 private func open(_ comm: () -> MPI_Comm?, _ name: () -> String?, _ info: () -> MPI_Info?,
                   _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guard let kv else {
@@ -85,13 +62,7 @@ private func open(_ comm: () -> MPI_Comm?, _ name: () -> String?, _ info: () -> 
     }
     kv.pointee = nil
     return reportingGlobally("kv_open") {
-        // Checked before touching any MPI object (MPI_Info, Fortran handle conversion).
-        switch MPIState.current {
-        case .notInitialized: throw KVFailure(.misuse, "MPI is not initialised: call MPI_Init before kv_open")
-        case .finalized: throw KVFailure(.misuse, "MPI has been finalised: kv_open is no longer possible")
-        case .usable: break
-        }
-        let engine = try Engine.open(comm: comm(), name: name(), options: try infoOptions(info()))
+        let engine = try Engine.open(comm: comm, name: name(), info: info)
         guard let handle = Handles.insert(engine) else {
             try? engine.close()
             throw KVFailure(.noMemory, "too many open stores in this process")
@@ -114,7 +85,7 @@ public func kv_open_f(_ comm: Int32, _ name: UnsafePointer<CChar>?, _ namelen: I
         guard let name, namelen >= 0, namelen <= 4096 else { return nil }
         let bytes = UnsafeRawBufferPointer(start: name, count: namelen)
         // Fortran strings are blank-padded.
-        return String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: " ")
+        return String(decoding: bytes, as: UTF8.self).trimmingSpaces
     }, { cmpi_info_f2c(info) }, kv)
 }
 
@@ -221,13 +192,4 @@ public func kv_version(_ major: UnsafeMutablePointer<Int32>?, _ minor: UnsafeMut
     minor?.pointee = LibraryVersion.minor
     patch?.pointee = LibraryVersion.patch
     return UnsafePointer(StaticText.version)
-}
-
-private extension String {
-    func trimmingCharacters(in set: Character) -> String {
-        var s = Substring(self)
-        while s.last == set { s.removeLast() }
-        while s.first == set { s.removeFirst() }
-        return String(s)
-    }
 }

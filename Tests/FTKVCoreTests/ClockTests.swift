@@ -62,20 +62,21 @@ struct ClockTests {
         #expect(sleeps[0] >= 20_000, "first sleep step is 20 us: \(sleeps)")
         #expect(sleeps[3] >= 160_000, "fourth sleep step is 160 us: \(sleeps)")
         #expect(sleeps[9...].allSatisfy { $0 >= 5_000_000 }, "capped steps sleep maxSleep: \(sleeps)")
-        // After reset the next pause is a spin again, not a 5 ms sleep (best of three, for noise).
+        // After reset the next pause is a spin again, not a 5 ms sleep. Best of ten, and any pause
+        // shorter than the 5 ms sleep counts: other suites run in parallel and load the cores.
         var best = UInt64.max
-        for _ in 0..<3 {
+        for _ in 0..<10 {
             b.reset()
             best = min(best, timed { b.pause() })
             for _ in 0..<14 { b.pause() }
         }
-        #expect(best < 2_000_000, "after reset a pause took \(best) ns")
+        #expect(best < 5_000_000, "after reset a pause took \(best) ns")
 
         // The cap applies below 10.24 ms too.
         var capped = Backoff(spinRounds: 0, maxSleepMicros: 100)
         for _ in 0..<8 { capped.pause() }
         var best2 = UInt64.max
-        for _ in 0..<3 { best2 = min(best2, timed { capped.pause() }) }
+        for _ in 0..<10 { best2 = min(best2, timed { capped.pause() }) }
         #expect(best2 >= 100_000 && best2 < 5_000_000, "capped at 100 us: \(best2) ns")
     }
 }

@@ -105,12 +105,3 @@ public struct StoreConfig: Sendable, Equatable {
         guard name != "." && name != ".." else { throw KVFailure(.invalid, "store name cannot be '\(name)'") }
     }
 }
-
-extension String {
-    var trimmingSpaces: String {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" || f == "\n" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" || l == "\n" { s.removeLast() }
-        return String(s)
-    }
-}

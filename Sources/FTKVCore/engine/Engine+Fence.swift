@@ -1,5 +1,3 @@
-import CMPI
-
 /// kv_fence and kv_close: shipping buffered writes to their replicas, then agreeing they landed.
 extension Engine {
     public func fence() throws {
@@ -156,8 +154,7 @@ extension Engine {
             transport.finishOutstanding(until: Deadline(seconds: 0))
         default:
             transport.finishOutstanding(until: Deadline(seconds: min(config.timeoutSeconds, 5)))
-            var comm: MPI_Comm? = transport.comm
-            CommunicatorGate.exclusively { _ = MPI_Comm_free(&comm) }
+            Collectives.free(transport.comm)
         }
         state = .closed
         lock.unlock()

@@ -1,4 +1,3 @@
-import CMPI
 import Glibc
 import Synchronization
 
@@ -76,11 +75,12 @@ public final class Engine: @unchecked Sendable {
         self.name = name
         self.config = config
         self.faults = faults
-        if faults.staleEpoch { transport.epochSkew = 1 }
         self.threadLevel = threadLevel
         self.transport = transport
         self.view = view
         self.placement = Placement(view: view, replicas: config.replicas)
+        if faults.staleEpoch { transport.epochSkew = 1 }
+        transport.epochSource = { [unowned self] in self.view.epoch }
     }
 
     // MARK: checks

@@ -1,4 +1,3 @@
-import CMPI
 import Synchronization
 
 /// Open engines of this process, and the hook that runs when the application calls MPI_Finalize
@@ -13,10 +12,7 @@ enum Lifecycle {
     static func installFinalizeHook() throws {
         try lock.withLock {
             guard !hookInstalled else { return }
-            var keyval: Int32 = 0
-            try mpiCheck(MPI_Comm_create_keyval(cmpi_comm_null_copy_fn(), finalizeCallback, &keyval, nil),
-                         "MPI_Comm_create_keyval")
-            try mpiCheck(MPI_Comm_set_attr(cmpi_comm_self(), keyval, nil), "MPI_Comm_set_attr")
+            try Collectives.onFinalize { Lifecycle.mpiFinalizing() }
             hookInstalled = true
         }
     }
@@ -53,7 +49,7 @@ enum Lifecycle {
         }
     }
 
-    fileprivate static func mpiFinalizing() {
+    static func mpiFinalizing() {
         let open = lock.withLock { () -> [Engine] in
             let list = Array(engines.values)
             engines.removeAll()
@@ -62,9 +58,4 @@ enum Lifecycle {
         }
         for engine in open { engine.mpiFinalizing() }
     }
-}
-
-private let finalizeCallback: @convention(c) (MPI_Comm?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32 = { _, _, _, _ in
-    Lifecycle.mpiFinalizing()
-    return MPI_SUCCESS
 }

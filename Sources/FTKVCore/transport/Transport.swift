@@ -23,7 +23,10 @@ final class Transport {
     let comm: MPIComm
     let rank: Int32
     let size: Int32
-    var epoch: UInt32 = 0
+    /// The membership epoch stamped on messages and required of replies: read from the engine's
+    /// view (the one place it is kept), set up by the engine.
+    var epochSource: () -> UInt32 = { 0 }
+    var epoch: UInt32 { epochSource() }
     /// Added to the epoch of every message sent (test-only fault injection: stale epochs).
     var epochSkew: UInt32 = 0
     /// How long a message that has started arriving may take to complete.

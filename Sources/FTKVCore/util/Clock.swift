@@ -51,3 +51,24 @@ struct Backoff {
         nanosleep(&ts, nil)
     }
 }
+
+/// The one polling loop behind every wait with a deadline: runs `round` until it reports done,
+/// pausing between rounds with a backoff that restarts after an active round.
+enum Polling {
+    enum Round { case done, active, idle }
+
+    static func until(seconds: Double, pause: (inout Backoff) -> Void = { $0.pause() },
+                      _ round: () throws -> Round, onTimeout: () -> KVFailure) throws {
+        let deadline = Deadline(seconds: seconds)
+        var backoff = Backoff()
+        while true {
+            switch try round() {
+            case .done: return
+            case .active: backoff.reset()
+            case .idle: break
+            }
+            if deadline.hasPassed { throw onTimeout() }
+            pause(&backoff)
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import CMPI
+
+/// Every MPI call the engine makes besides point-to-point traffic (Transport): communicator
+/// creation and release, nonblocking collectives with deadlines, the thread level, MPI_Info
+/// reading and the MPI_Finalize hook. With Transport it is the one seam between the engine and
+/// MPI, so membership changes (shrinking, respawning, ULFM) touch only transport/.
+enum Collectives {
+    // MARK: environment
+
+    /// The thread level MPI was initialised with, and whether it is MPI_THREAD_MULTIPLE.
+    static func threadLevel() throws -> (level: Int32, multiple: Bool) {
+        var provided: Int32 = 0
+        try mpiCheck(MPI_Query_thread(&provided), "MPI_Query_thread")
+        return (provided, Int(provided) == Int(cmpi_thread_multiple()))
+    }
+
+    static func isNull(_ comm: MPIComm) -> Bool { comm == cmpi_comm_null() }
+
+    static func isIntercommunicator(_ comm: MPIComm) throws -> Bool {
+        var flag: Int32 = 0
+        guard MPI_Comm_test_inter(comm, &flag) == MPI_SUCCESS else {
+            throw KVFailure(.invalid, "the communicator passed to kv_open is not a valid MPI communicator")
+        }
+        return flag != 0
+    }
+
+    /// The ftkv_* keys of an MPI_Info (others are the application's business).
+    static func infoOptions(_ info: MPIInfo?) throws -> [String: String] {
+        guard let info, info != cmpi_info_null() else { return [:] }
+        var options: [String: String] = [:]
+        var nkeys: Int32 = 0
+        guard MPI_Info_get_nkeys(info, &nkeys) == MPI_SUCCESS else {
+            throw KVFailure(.invalid, "the MPI_Info passed to kv_open is not valid")
+        }
+        var keyBuf = [CChar](repeating: 0, count: Int(MPI_MAX_INFO_KEY) + 1)
+        for i in 0..<nkeys {
+            guard MPI_Info_get_nthkey(info, i, &keyBuf) == MPI_SUCCESS else { continue }
+            let key = String(cString: keyBuf)
+            guard key.hasPrefix("ftkv_") else { continue }
+            var length: Int32 = 0
+            var flag: Int32 = 0
+            guard MPI_Info_get_valuelen(info, key, &length, &flag) == MPI_SUCCESS, flag != 0, length >= 0 else { continue }
+            var valueBuf = [CChar](repeating: 0, count: Int(length) + 1)
+            guard MPI_Info_get(info, key, length, &valueBuf, &flag) == MPI_SUCCESS, flag != 0 else { continue }
+            options[key] = String(cString: valueBuf)
+        }
+        return options
+    }
+
+    // MARK: communicators
+
+    /// A private duplicate of `comm` (MPI_Comm_idup, waited for with a deadline) that returns
+    /// errors instead of aborting.
+    static func duplicate(_ comm: MPIComm, timeout: Double) throws -> MPIComm {
+        var dup: MPI_Comm? = cmpi_comm_null()
+        var request: MPI_Request? = cmpi_request_null()
+        // The gate covers the whole duplication: it progresses inside the MPI_Test calls.
+        try CommunicatorGate.exclusively {
+            try mpiCheck(MPI_Comm_idup(comm, &dup, &request), "MPI_Comm_idup")
+            try wait(&request, seconds: timeout, what: "duplicating the communicator")
+        }
+        guard let dup else { throw KVFailure(.mpi, "MPI_Comm_idup returned no communicator") }
+        do {
+            try mpiCheck(MPI_Comm_set_errhandler(dup, cmpi_errors_return()), "MPI_Comm_set_errhandler")
+        } catch {
+            free(dup)
+            throw error
+        }
+        return dup
+    }
+
+    static func rankAndSize(_ comm: MPIComm) throws -> (rank: Int32, size: Int32) {
+        var rank: Int32 = 0
+        var size: Int32 = 0
+        try mpiCheck(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank")
+        try mpiCheck(MPI_Comm_size(comm, &size), "MPI_Comm_size")
+        return (rank, size)
+    }
+
+    static func free(_ comm: MPIComm) {
+        var c: MPI_Comm? = comm
+        CommunicatorGate.exclusively { _ = MPI_Comm_free(&c) }
+    }
+
+    /// The lowest rank of my shared-memory group (MPI_COMM_TYPE_SHARED): ranks on one node agree.
+    /// MPI_Comm_split_type has no nonblocking form: call it only once every rank is known present.
+    static func sharedMemoryLeader(_ comm: MPIComm, rank: Int32, timeout: Double) throws -> Int32 {
+        var shm: MPI_Comm? = cmpi_comm_null()
+        try CommunicatorGate.exclusively {
+            try mpiCheck(MPI_Comm_split_type(comm, cmpi_comm_type_shared(), 0, cmpi_info_null(), &shm),
+                         "MPI_Comm_split_type")
+        }
+        defer { CommunicatorGate.exclusively { _ = MPI_Comm_free(&shm) } }
+        var mine = rank
+        var leader: Int32 = 0
+        var request: MPI_Request? = cmpi_request_null()
+        try mpiCheck(MPI_Iallreduce(&mine, &leader, 1, cmpi_int(), cmpi_op_min(), shm, &request), "MPI_Iallreduce")
+        try wait(&request, seconds: timeout, what: "finding the node leader")
+        return leader
+    }
+
+    // MARK: collectives
+
+    /// Every rank's `mine` (a plain fixed-size record sent as bytes), waited for with a deadline.
+    static func allgather<T>(_ mine: T, blank: T, comm: MPIComm, size: Int, timeout: Double) throws -> [T] {
+        var send = mine
+        var all = [T](repeating: blank, count: size)
+        let bytes = Int32(MemoryLayout<T>.stride)
+        var request: MPI_Request? = cmpi_request_null()
+        try withUnsafeMutableBytes(of: &send) { s in
+            try all.withUnsafeMutableBytes { r in
+                try mpiCheck(MPI_Iallgather(s.baseAddress, bytes, cmpi_byte(), r.baseAddress, bytes, cmpi_byte(), comm, &request),
+                             "MPI_Iallgather")
+                try wait(&request, seconds: timeout, what: "agreeing on kv_open arguments")
+            }
+        }
+        return all
+    }
+
+    /// A nonblocking barrier, to be completed with `test`.
+    static func startBarrier(_ comm: MPIComm) throws -> MPIRequest {
+        var request: MPI_Request? = cmpi_request_null()
+        try mpiCheck(MPI_Ibarrier(comm, &request), "MPI_Ibarrier")
+        return MPIRequest(request)
+    }
+
+    /// Whether a nonblocking operation has completed (it is then released).
+    static func test(_ request: inout MPIRequest, what: @autoclosure () -> String) throws -> Bool {
+        var flag: Int32 = 0
+        try mpiCheck(MPI_Test(&request.handle, &flag, cmpi_status_ignore()), "MPI_Test of \(what())")
+        return flag != 0
+    }
+
+    /// Completes a nonblocking collective where no engine exists yet to serve requests meanwhile
+    /// (kv_open): polls with a deadline and backoff.
+    private static func wait(_ request: inout MPI_Request?, seconds: Double, what: String) throws {
+        var r = MPIRequest(request)
+        try Polling.until(seconds: seconds, { try test(&r, what: what) ? .done : .idle }) {
+            KVFailure(.timedOut, "\(what) did not complete within \(seconds) s: are all ranks calling kv_open?")
+        }
+        request = r.handle
+    }
+
+    // MARK: MPI_Finalize
+
+    /// Runs `hook` first thing in MPI_Finalize (the delete callback of an attribute on
+    /// MPI_COMM_SELF). Install once.
+    static func onFinalize(_ hook: @escaping () -> Void) throws {
+        finalizeHook = hook
+        var keyval: Int32 = 0
+        try mpiCheck(MPI_Comm_create_keyval(cmpi_comm_null_copy_fn(), finalizeCallback, &keyval, nil), "MPI_Comm_create_keyval")
+        try mpiCheck(MPI_Comm_set_attr(cmpi_comm_self(), keyval, nil), "MPI_Comm_set_attr")
+    }
+
+    fileprivate static var finalizeHook: (() -> Void)?
+}
+
+private let finalizeCallback: @convention(c) (MPI_Comm?, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int32 = { _, _, _, _ in
+    Collectives.finalizeHook?()
+    return MPI_SUCCESS
+}
+
+/// An MPI request handle (Swift cannot name MPI_REQUEST_NULL without the shim).
+struct MPIRequest {
+    var handle: MPI_Request?
+    init(_ handle: MPI_Request?) { self.handle = handle }
+}
+
+/// MPI_Info as Swift sees Open MPI's handle type.
+public typealias MPIInfo = MPI_Info
