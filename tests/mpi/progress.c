@@ -7,7 +7,9 @@
  *  S1: inside kv_fence of ANOTHER store (waiting for rank 0 to join it);
  *  S2: inside a loop of local libftkv calls (kv_put / kv_get of its own keys) on the same store,
  *      until rank 0 tells it (application message) that its read is done.
- * In both cases rank 0's kv_get must return KV_OK well within ftkv_timeout. With a progress
+ *  S3: only calling kv_stat and kv_locate, 20 ms apart: every library call serves what is
+ *      waiting, so the get is answered within a second.
+ * In every case rank 0's kv_get must return KV_OK well within ftkv_timeout. With a progress
  * thread (the MPI_THREAD_MULTIPLE case) this holds trivially.
  * Also: a rank idle in the application (2 s sleep) with a store open uses < 25% of a core
  * (DESIGN.md: an idle progress thread must not spin a core).
@@ -142,6 +144,42 @@ int main(int argc, char **argv)
                     break;
                 }
                 if (calls % 64 == 0) t_sleep_us(100);
+            }
+        }
+        rc = kv_fence(c);
+        CHECK_RC(c, rc, KV_OK, "", 0, "kv_fence(c)");
+
+        /* S3: the owner only asks kv_stat and kv_locate, 20 ms apart: every call serves. */
+        t_phase("S3: owner inside kv_stat/kv_locate only");
+        klen = t_key_on(c, OWNER, "s3", key);
+        if (t_rank == OWNER) CHECK_RC(c, kv_put(c, key, klen, val, sizeof val), KV_OK, key, klen, "kv_put");
+        rc = kv_fence(c);
+        CHECK_RC(c, rc, KV_OK, "", 0, "kv_fence(c)");
+        if (t_rank == 0) {
+            double t0 = t_now();
+            timed_get(c, key, klen, val, sizeof val, T, "S3");
+            CHECK(t_now() - t0 < 1.0, "S3: the owner's kv_stat/kv_locate calls did not serve the get at once");
+            int done = 1;
+            MPI_Send(&done, 1, MPI_INT, OWNER, 78, MPI_COMM_WORLD);
+        } else if (t_rank == OWNER) {
+            double deadline = t_now() + 3 * T;
+            for (long calls = 0;; calls++) {
+                uint64_t v;
+                int ranks[4], n;
+                if (calls % 2) CHECK_RC(c, kv_stat(c, KV_STAT_LOCAL_KEYS, &v), KV_OK, "", 0, "kv_stat");
+                else CHECK_RC(c, kv_locate(c, key, klen, ranks, 4, &n), KV_OK, key, klen, "kv_locate");
+                int flag = 0;
+                MPI_Iprobe(0, 78, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+                if (flag) {
+                    int done;
+                    MPI_Recv(&done, 1, MPI_INT, 0, 78, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                    break;
+                }
+                if (t_now() > deadline) {
+                    CHECK(0, "S3: rank 0 never reported its read done");
+                    break;
+                }
+                t_sleep_us(20000);
             }
         }
         rc = kv_fence(c);
