@@ -123,7 +123,8 @@ int kv_put(kv_store *kv, const void *key, size_t keylen, const void *value, size
  * than bufsize, nothing is written and KV_ETOOSMALL is returned; buf == NULL (with any bufsize)
  * asks for the length only and returns KV_OK. A missing or deleted key returns KV_ENOTFOUND with
  * *valuelen = 0. May ask a remote rank; with a background progress thread (MPI_THREAD_MULTIPLE) it
- * answers at once, otherwise when it next enters a libftkv call (see docs/progress.md).
+ * answers at once, otherwise when it next enters a libftkv call (any call; in a tight loop of
+ * calls, within 20 microseconds; see docs/progress.md).
  * Returns KV_OK, KV_ENOTFOUND, KV_ETOOSMALL, KV_EINVAL, KV_EMISUSE, KV_ENOMEM, KV_EMPI,
  * KV_ETIMEDOUT, KV_EREMOTE.
  */
