@@ -32,7 +32,10 @@ final class Transport {
     /// How long a message that has started arriving may take to complete.
     let receiveTimeout: Double
     private var nextRequestID: UInt64 = 1
-    private var inFlight: [(request: MPI_Request?, buffer: MessageBuffer)] = []
+    /// Sends not yet complete, with the buffer MPI reads from and when to give up on them.
+    private var inFlight: [(request: MPI_Request?, buffer: MessageBuffer, deadline: Deadline)] = []
+    /// Sends given up on (a peer that never receives): cancelled, kept until MPI releases them.
+    private var cancelledSends: [(request: MPI_Request?, buffer: MessageBuffer)] = []
     /// Requests waiting for a reply: the rank that must answer and the kind it must answer with.
     private var awaiting: [UInt64: (source: Int32, kind: Wire.Kind)] = [:]
     private var replies: [UInt64: Incoming] = [:]
@@ -87,7 +90,7 @@ final class Transport {
         var request: MPI_Request? = cmpi_request_null()
         try mpiCheck(MPI_Isend(buffer.base, Int32(buffer.count), cmpi_byte(), dest, tag, comm, &request),
                      "MPI_Isend to rank \(dest)")
-        inFlight.append((request, buffer))
+        inFlight.append((request, buffer, Deadline(seconds: receiveTimeout)))
     }
 
     /// A reply that arrived for request `id`, if any (taking it stops the wait for it).
@@ -144,6 +147,11 @@ final class Transport {
     func noteDropped() { droppedMessages += 1 }
 
     private func completeSends() throws -> Bool {
+        cancelledSends.removeAll { c in
+            var c = c
+            var flag: Int32 = 0
+            return MPI_Test(&c.request, &flag, cmpi_status_ignore()) != MPI_SUCCESS || flag != 0
+        }
         guard !inFlight.isEmpty else { return false }
         var done = false
         var i = 0
@@ -154,6 +162,13 @@ final class Transport {
                 inFlight.swapAt(i, inFlight.count - 1)
                 inFlight.removeLast()
                 done = true
+            } else if inFlight[i].deadline.hasPassed {
+                // Nobody has received it within ftkv_timeout (a dead or stopped peer): stop
+                // testing it every round; the request waiting for its answer times out anyway.
+                MPI_Cancel(&inFlight[i].request)
+                cancelledSends.append((inFlight[i].request, inFlight[i].buffer))
+                inFlight.swapAt(i, inFlight.count - 1)
+                inFlight.removeLast()
             } else {
                 i += 1
             }
@@ -262,6 +277,15 @@ final class Transport {
             }
         }
         inFlight.removeAll()
+        for var c in cancelledSends {
+            var flag: Int32 = 0
+            MPI_Test(&c.request, &flag, cmpi_status_ignore())
+            if flag == 0 {
+                _ = Unmanaged.passRetained(c.buffer)
+                MPI_Request_free(&c.request)
+            }
+        }
+        cancelledSends.removeAll()
         // Receives a sender never finished: the same.
         for var a in arrivals + abandoned {
             MPI_Cancel(&a.request)
