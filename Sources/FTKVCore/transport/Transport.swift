@@ -32,10 +32,9 @@ final class Transport {
     /// How long a message that has started arriving may take to complete.
     let receiveTimeout: Double
     private var nextRequestID: UInt64 = 1
-    /// Sends not yet complete, with the buffer MPI reads from and when to give up on them.
-    private var inFlight: [(request: MPI_Request?, buffer: MessageBuffer, deadline: Deadline)] = []
-    /// Sends given up on (a peer that never receives): cancelled, kept until MPI releases them.
-    private var cancelledSends: [(request: MPI_Request?, buffer: MessageBuffer)] = []
+    /// Sends not yet complete. One nobody receives within ftkv_timeout (a dead or stopped peer) is
+    /// cancelled and no longer tested every round; the request awaiting its answer times out anyway.
+    private var sends = PendingOperations<Void>()
     /// Requests waiting for a reply: the rank that must answer and the kind it must answer with.
     private var awaiting: [UInt64: (source: Int32, kind: Wire.Kind)] = [:]
     private var replies: [UInt64: Incoming] = [:]
@@ -90,7 +89,7 @@ final class Transport {
         var request: MPI_Request? = cmpi_request_null()
         try mpiCheck(MPI_Isend(buffer.base, Int32(buffer.count), cmpi_byte(), dest, tag, comm, &request),
                      "MPI_Isend to rank \(dest)")
-        inFlight.append((request, buffer, Deadline(seconds: receiveTimeout)))
+        sends.add(request, buffer: buffer, deadline: Deadline(seconds: receiveTimeout), info: ())
     }
 
     /// A reply that arrived for request `id`, if any (taking it stops the wait for it).
@@ -119,9 +118,7 @@ final class Transport {
         // each MPI_Improbe runs Open MPI's whole progress engine, most of an idle poll's cost.
         while let arrival = try startReceive() {
             active = true
-            var done: Int32 = 0
-            try mpiCheck(MPI_Test(&arrivals[arrival].request, &done, cmpi_status_ignore()), "MPI_Test of a receive")
-            if done != 0 { try finishArrival(at: arrival, serve: serve) }
+            if let received = try arrivals.complete(at: arrival) { try deliver(received, serve: serve) }
         }
         return active
     }
@@ -147,94 +144,40 @@ final class Transport {
     func noteDropped() { droppedMessages += 1 }
 
     private func completeSends() throws -> Bool {
-        cancelledSends.removeAll { c in
-            var c = c
-            var flag: Int32 = 0
-            return MPI_Test(&c.request, &flag, cmpi_status_ignore()) != MPI_SUCCESS || flag != 0
-        }
-        guard !inFlight.isEmpty else { return false }
-        var done = false
-        var i = 0
-        while i < inFlight.count {
-            var flag: Int32 = 0
-            try mpiCheck(MPI_Test(&inFlight[i].request, &flag, cmpi_status_ignore()), "MPI_Test of a send")
-            if flag != 0 {
-                inFlight.swapAt(i, inFlight.count - 1)
-                inFlight.removeLast()
-                done = true
-            } else if inFlight[i].deadline.hasPassed {
-                // Nobody has received it within ftkv_timeout (a dead or stopped peer): stop
-                // testing it every round; the request waiting for its answer times out anyway.
-                MPI_Cancel(&inFlight[i].request)
-                cancelledSends.append((inFlight[i].request, inFlight[i].buffer))
-                inFlight.swapAt(i, inFlight.count - 1)
-                inFlight.removeLast()
-            } else {
-                i += 1
-            }
-        }
-        return done
+        guard !sends.isEmpty else { return false }
+        return try sends.sweep { _ in }.completed
     }
 
-    /// A matched message being received (large ones arrive in fragments the sender must push).
-    private struct Arrival {
-        var request: MPI_Request?
-        let buffer: MessageBuffer
+    /// What is known of a matched message while it arrives.
+    private struct Envelope {
         let count: Int32
         let source: Int32
         let tag: Int32
-        let deadline: Deadline
     }
-    private var arrivals: [Arrival] = []
+    /// Matched messages still arriving (large ones come in fragments the sender must push).
+    private var arrivals = PendingOperations<Envelope>()
     /// Messages dropped: malformed, or abandoned mid-way by a sender that stopped sending.
     private(set) var droppedMessages: UInt64 = 0
 
-    /// Receives given up on, kept (with their buffers) until MPI reports them finished.
-    private var abandoned: [Arrival] = []
-
-    /// Completes the receives that have finished; abandons those past their deadline (a sender
+    /// Completes the receives that have finished; gives up on those past their deadline (a sender
     /// that died mid-message costs its requester a timeout, nobody else anything).
     private func completeArrivals(serve: (Incoming) throws -> MessageBuffer?) throws -> Bool {
-        abandoned.removeAll { a in
-            var a = a
-            var done: Int32 = 0
-            return MPI_Test(&a.request, &done, cmpi_status_ignore()) != MPI_SUCCESS || done != 0
-        }
         guard !arrivals.isEmpty else { return false }
-        var active = false
-        var i = 0
-        while i < arrivals.count {
-            var done: Int32 = 0
-            try mpiCheck(MPI_Test(&arrivals[i].request, &done, cmpi_status_ignore()), "MPI_Test of a receive")
-            if done != 0 {
-                try finishArrival(at: i, serve: serve)
-                active = true
-            } else if arrivals[i].deadline.hasPassed {
-                // MPI may still write into the buffer: keep it until the receive ends (see below).
-                MPI_Cancel(&arrivals[i].request)
-                abandoned.append(arrivals[i])
-                arrivals.swapAt(i, arrivals.count - 1)
-                arrivals.removeLast()
-                droppedMessages += 1
-            } else {
-                i += 1
-            }
-        }
-        return active
+        let (completed, expired) = try arrivals.sweep { try deliver($0, serve: serve) }
+        droppedMessages += UInt64(expired)
+        return completed
     }
 
-    /// Removes a completed arrival and hands its message on (malformed ones are dropped).
-    private func finishArrival(at i: Int, serve: (Incoming) throws -> MessageBuffer?) throws {
-        let a = arrivals[i]
-        arrivals.swapAt(i, arrivals.count - 1)
-        arrivals.removeLast()
-        a.buffer.setCount(Int(a.count))
-        var reader = ByteReader(a.buffer.bytes)
+    /// Hands a received message on (malformed ones are dropped).
+    private func deliver(_ received: PendingOperations<Envelope>.Operation, serve: (Incoming) throws -> MessageBuffer?) throws {
+        let e = received.info
+        received.buffer.setCount(Int(e.count))
+        var reader = ByteReader(received.buffer.bytes)
         guard let header = try? Wire.readHeader(&reader) else {
             droppedMessages += 1
             return
         }
-        try dispatch(Incoming(buffer: a.buffer, header: header, source: a.source, tag: a.tag), serve: serve)
+        try dispatch(Incoming(buffer: received.buffer, header: header, source: e.source, tag: e.tag), serve: serve)
     }
 
     /// Matches one message if one has arrived and starts receiving it; returns its index in
@@ -252,9 +195,8 @@ final class Transport {
         }
         var request: MPI_Request? = cmpi_request_null()
         try mpiCheck(MPI_Imrecv(buffer.base, count, cmpi_byte(), &message, &request), "MPI_Imrecv")
-        arrivals.append(Arrival(request: request, buffer: buffer, count: count, source: status.MPI_SOURCE,
-                                tag: status.MPI_TAG, deadline: Deadline(seconds: receiveTimeout)))
-        return arrivals.count - 1
+        return arrivals.add(request, buffer: buffer, deadline: Deadline(seconds: receiveTimeout),
+                            info: Envelope(count: count, source: status.MPI_SOURCE, tag: status.MPI_TAG))
     }
 
     /// At close: waits (politely, at most until `deadline`) for sends still in flight, then cancels
@@ -262,41 +204,11 @@ final class Transport {
     /// sending must not keep us from closing.
     func finishOutstanding(until deadline: Deadline) {
         var backoff = Backoff(spinRounds: 100)
-        while !inFlight.isEmpty && !deadline.hasPassed {
+        while !sends.isEmpty && !deadline.hasPassed {
             if (try? completeSends()) == nil { break }
             backoff.pause()
         }
-        for i in inFlight.indices {
-            MPI_Cancel(&inFlight[i].request)
-            var flag: Int32 = 0
-            MPI_Test(&inFlight[i].request, &flag, cmpi_status_ignore())
-            if flag == 0 {
-                // Still owned by MPI: keep the bytes alive for good rather than free them under it.
-                _ = Unmanaged.passRetained(inFlight[i].buffer)
-                MPI_Request_free(&inFlight[i].request)
-            }
-        }
-        inFlight.removeAll()
-        for var c in cancelledSends {
-            var flag: Int32 = 0
-            MPI_Test(&c.request, &flag, cmpi_status_ignore())
-            if flag == 0 {
-                _ = Unmanaged.passRetained(c.buffer)
-                MPI_Request_free(&c.request)
-            }
-        }
-        cancelledSends.removeAll()
-        // Receives a sender never finished: the same.
-        for var a in arrivals + abandoned {
-            MPI_Cancel(&a.request)
-            var flag: Int32 = 0
-            MPI_Test(&a.request, &flag, cmpi_status_ignore())
-            if flag == 0 {
-                _ = Unmanaged.passRetained(a.buffer)
-                MPI_Request_free(&a.request)
-            }
-        }
-        arrivals.removeAll()
-        abandoned.removeAll()
+        sends.abandonAll()
+        arrivals.abandonAll()
     }
 }
