@@ -161,4 +161,11 @@ struct PlacementTests {
         #expect(same.nodeOfMember == [0, 0, 0] && same.nodeCount == 1)
         #expect(View.initial(nodeIdentities: [3, 2, 1]).nodeOfMember == [0, 1, 2])
     }
+
+    @Test("a view with a node count that does not match its members is refused, not a trap")
+    func mismatchedView() {
+        #expect(View(epoch: 1, members: [0, 1, 2], nodeOfMember: [0, 1]) == nil)
+        #expect(View(epoch: 1, members: [], nodeOfMember: [0]) == nil)
+        #expect(View(epoch: 1, members: [4], nodeOfMember: [0])?.members == [4])
+    }
 }

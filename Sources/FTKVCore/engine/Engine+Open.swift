@@ -37,7 +37,7 @@ extension Engine {
         // An intercommunicator has two groups: the store's collectives and rank-indexed tables
         // assume one. Every rank of it sees the same flag, so every rank returns KV_EINVAL.
         guard try !Collectives.isIntercommunicator(comm) else {
-            throw KVFailure(.invalid, "kv_open needs an intracommunicator; this is an intercommunicator (merge it with MPI_Intercomm_merge)")
+            throw KVFailure(.invalid, "the communicator is an intercommunicator; a store needs an intracommunicator (merge it first with MPI_Intercomm_merge)")
         }
         try Lifecycle.installFinalizeHook()
         let (provided, multiple) = try Collectives.threadLevel()
