@@ -143,8 +143,8 @@ int kv_del(kv_store *kv, const void *key, size_t keylen);
  * faster ranks already ship the next interval's writes (see "Consistency" above).
  * Returns KV_OK, KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT, KV_EREMOTE. KV_EREMOTE: a replica
  * refused some of this rank's writes (kv_errmsg names it); the fence still completed on every rank
- * and the handle stays usable. After KV_ETIMEDOUT or KV_EMPI the handle is unusable (the
- * communicator's state is unknown): later calls return that code; close it.
+ * and the handle stays usable. After KV_ETIMEDOUT, KV_ENOMEM or KV_EMPI the handle is unusable
+ * (ranks may be left in different steps of the fence): later calls return that code; close it.
  * (KV_ETIMEDOUT from a local call such as kv_get leaves the handle usable.)
  */
 int kv_fence(kv_store *kv);

@@ -149,11 +149,15 @@ run_expect_pass() {
 # configurations: copies per key, which rank dies. Every survivor must print its PASS line (there
 # is no collective verdict with a dead member), the victim must really have died, and mpirun must
 # exit 0 (under --enable-recovery it does when every survivor does).
+# Open MPI 4.1's MPI_Finalize starts with a runtime barrier over the whole job, which a dead member
+# can hang (once in about ten 4-rank runs: survivors stuck in ompi_mpi_finalize after passing every
+# check); OMPI_MCA_async_mpi_finalize=1 skips that barrier, as an application that outlives a rank
+# under Open MPI 4.1 should (docs/architecture.md, Limits).
 kill_one() { # ranks replicas victim
     local n="$1" r="$2" v="$3" bin="$OUT/kill_rank" out rc ok=1
     out="$(mktemp)"
     echo "--- $n ranks, $r copies per key, victim rank $v"
-    KILL_REPLICAS="$r" KILL_VICTIM="$v" ftkv_mpirun "$n" 90 --enable-recovery -x KILL_REPLICAS -x KILL_VICTIM "$bin" 2>&1 | tee "$out"
+    OMPI_MCA_async_mpi_finalize=1 KILL_REPLICAS="$r" KILL_VICTIM="$v" ftkv_mpirun "$n" 90 --enable-recovery -x KILL_REPLICAS -x KILL_VICTIM "$bin" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     grep -q "^kill_rank: rank $v killing itself" "$out" || { echo "the victim did not reach its SIGKILL"; ok=0; }
     for ((s = 0; s < n; s++)); do

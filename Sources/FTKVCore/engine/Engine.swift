@@ -115,12 +115,16 @@ public final class Engine: @unchecked Sendable {
         }
     }
 
-    /// An MPI failure, or a collective that timed out (it stays posted, so later collectives on
+    /// An MPI failure, or a collective that failed (a timed-out one stays posted, so later ones on
     /// the communicator would mismatch), leaves the store unusable: remember it. A point-to-point
     /// request that timed out does not: its late reply is recognised by id and dropped.
     func noteFailure(_ error: Error, inCollective: Bool) {
         guard let f = error as? KVFailure else { return }
-        if f.code == .mpi || (f.code == .timedOut && inCollective) { state = .broken(f) }
+        // A collective that failed half-way (timed out, or out of memory while shipping) leaves
+        // ranks in different collectives: only a peer's refusal (reported after the final
+        // barrier) or a misuse refused before starting keep the handle usable.
+        let collectiveBroken = inCollective && f.code != .remote && f.code != .misuse
+        if f.code == .mpi || collectiveBroken { state = .broken(f) }
     }
 
     /// Without a progress thread nobody else answers other ranks' requests, so library calls
