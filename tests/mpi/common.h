@@ -329,6 +329,24 @@ static inline uint64_t t_stat(kv_store *kv, int what, const char *name)
 }
 #define STAT(kv, what) t_stat((kv), (what), #what)
 
+/* Opens the store `name` over MPI_COMM_WORLD (no info); a failure is a recorded check and NULL. */
+static inline kv_store *t_open(const char *name)
+{
+    kv_store *kv = NULL;
+    int rc = kv_open(MPI_COMM_WORLD, name, MPI_INFO_NULL, &kv);
+    CHECK_RC(NULL, rc, KV_OK, name, strlen(name), "kv_open");
+    return rc == KV_OK ? kv : NULL;
+}
+
+/* 1 if MPI provided MPI_THREAD_MULTIPLE; else rank 0 prints "[test] SKIP: ..." (tests/run-mpi.sh
+ * counts a skipped case as failed: a declared case must run) and 0 is returned. */
+static inline int t_have_multiple(void)
+{
+    if (t_level == MPI_THREAD_MULTIPLE) return 1;
+    if (t_rank == 0) printf("[%s] SKIP: MPI_THREAD_MULTIPLE not provided\n", t_test);
+    return 0;
+}
+
 /* Writes into key (>= 64 bytes) the first "<tag>/<i>" whose primary replica is rank `owner`, and
  * returns its length (0, with a recorded failure, if none of 100000 candidates is). */
 static inline size_t t_key_on(kv_store *kv, int owner, const char *tag, char *key)

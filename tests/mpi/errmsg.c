@@ -47,13 +47,9 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     t_init(&argc, &argv, "errmsg");
-    if (t_level != MPI_THREAD_MULTIPLE) {
-        if (t_rank == 0) printf("[errmsg] SKIP: MPI_THREAD_MULTIPLE not provided\n");
-        return t_finish();
-    }
-    int rc = kv_open(MPI_COMM_WORLD, "errmsg", MPI_INFO_NULL, &kv);
-    CHECK_RC(NULL, rc, KV_OK, "", 0, "kv_open");
-    if (rc != KV_OK) return t_finish();
+    if (!t_have_multiple()) return t_finish();
+    kv = t_open("errmsg");
+    if (kv == NULL) return t_finish();
     pthread_t th[NT];
     for (long t = 0; t < NT; t++) pthread_create(&th[t], NULL, worker, (void *)t);
     for (int t = 0; t < NT; t++) pthread_join(th[t], NULL);

@@ -43,9 +43,8 @@ int main(int argc, char **argv)
     t_init(&argc, &argv, "fenceacks");
     int rounds = (int)t_env_long("TEST_ROUNDS", 6);
     kv_store *kv = NULL;
-    int rc = kv_open(MPI_COMM_WORLD, "fenceacks", MPI_INFO_NULL, &kv);
-    CHECK_RC(NULL, rc, KV_OK, "", 0, "kv_open");
-    if (rc != KV_OK) return t_finish();
+    kv = t_open("fenceacks");
+    if (kv == NULL) return t_finish();
 
     unsigned char val[MAXLEN], scratch[MAXLEN + T_GUARD];
     char key[64];

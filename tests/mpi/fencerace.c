@@ -54,14 +54,10 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     t_init(&argc, &argv, "fencerace");
-    if (t_level != MPI_THREAD_MULTIPLE) {
-        if (t_rank == 0) printf("[fencerace] SKIP: MPI_THREAD_MULTIPLE not provided\n");
-        return t_finish();
-    }
+    if (!t_have_multiple()) return t_finish();
     int fences = (int)t_env_long("TEST_FENCES", 200);
-    int rc = kv_open(MPI_COMM_WORLD, "fencerace", MPI_INFO_NULL, &kv);
-    CHECK_RC(NULL, rc, KV_OK, "", 0, "kv_open");
-    if (rc != KV_OK) return t_finish();
+    kv = t_open("fencerace");
+    if (kv == NULL) return t_finish();
 
     t_phase("fences racing a writer thread");
     pthread_t th;

@@ -29,6 +29,15 @@ static kv_store *open_or_fail(const char *name)
     return kv;
 }
 
+/* Whether rank 0 has sent its "read done" message with `tag` (received if so). */
+static int reader_done(int tag)
+{
+    int flag = 0, done;
+    MPI_Iprobe(0, tag, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+    if (flag) MPI_Recv(&done, 1, MPI_INT, 0, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    return flag;
+}
+
 static void timed_get(kv_store *kv, const char *key, size_t klen, const unsigned char *val, size_t vlen,
                       double T, const char *scenario)
 {
@@ -132,13 +141,7 @@ int main(int argc, char **argv)
                 rc = kv_get(c, mine, mlen, got, sizeof got, &glen);
                 CHECK_RC(c, rc, KV_OK, mine, mlen, "kv_get(own key)");
                 calls++;
-                int flag = 0;
-                MPI_Iprobe(0, 77, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
-                if (flag) {
-                    int done;
-                    MPI_Recv(&done, 1, MPI_INT, 0, 77, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-                    break;
-                }
+                if (reader_done(77)) break;
                 if (t_now() > deadline) {
                     CHECK(0, "S2: rank 0 never reported its read done (%ld local calls made)", calls);
                     break;
@@ -168,13 +171,7 @@ int main(int argc, char **argv)
                 int ranks[4], n;
                 if (calls % 2) CHECK_RC(c, kv_stat(c, KV_STAT_LOCAL_KEYS, &v), KV_OK, "", 0, "kv_stat");
                 else CHECK_RC(c, kv_locate(c, key, klen, ranks, 4, &n), KV_OK, key, klen, "kv_locate");
-                int flag = 0;
-                MPI_Iprobe(0, 78, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
-                if (flag) {
-                    int done;
-                    MPI_Recv(&done, 1, MPI_INT, 0, 78, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-                    break;
-                }
+                if (reader_done(78)) break;
                 if (t_now() > deadline) {
                     CHECK(0, "S3: rank 0 never reported its read done");
                     break;

@@ -35,9 +35,9 @@ int main(int argc, char **argv)
 {
     t_init(&argc, &argv, "seqorder");
     kv_store *kv = NULL;
-    int rc = kv_open(MPI_COMM_WORLD, "seqorder", MPI_INFO_NULL, &kv);
-    CHECK_RC(NULL, rc, KV_OK, "", 0, "kv_open");
-    if (rc != KV_OK) return t_finish();
+    kv = t_open("seqorder");
+    if (kv == NULL) return t_finish();
+    int rc;
 
     threaded = STAT(kv, KV_STAT_PROGRESS_THREAD) == 1;
     unsigned char val[128], scratch[128 + T_GUARD];

@@ -28,8 +28,8 @@ struct FaultInjection: Sendable, Equatable {
             }
         }
         if let text = environment("FTKV_TEST_BATCH_BYTES") {
-            guard let n = Int(text), n >= 1, n <= Wire.batchChunkBytes else {
-                throw KVFailure(.invalid, "FTKV_TEST_BATCH_BYTES must be 1..\(Wire.batchChunkBytes), not '\(text)'")
+            guard let n = Int(text), n >= 1, n <= Wire.fenceChunkBytes else {
+                throw KVFailure(.invalid, "FTKV_TEST_BATCH_BYTES must be 1..\(Wire.fenceChunkBytes), not '\(text)'")
             }
             f.batchBytes = n
         }

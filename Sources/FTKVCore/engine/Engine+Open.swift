@@ -17,7 +17,7 @@ extension Engine {
     /// only once MPI is known usable, so a Fortran handle is converted only then).
     public static func open(comm: () -> MPIComm?, name: String?, info: () -> MPIInfo?) throws -> Engine {
         try requireMPI()
-        return try open(comm: comm(), name: name, options: try Collectives.infoOptions(info()))
+        return try agreeAndOpen(comm: comm(), name: name, options: try Collectives.infoOptions(info()))
     }
 
     /// Throws unless MPI may be called now (initialised, not finalised).
@@ -31,6 +31,11 @@ extension Engine {
 
     public static func open(comm: MPIComm?, name: String?, options: [String: String]) throws -> Engine {
         try requireMPI()
+        return try agreeAndOpen(comm: comm, name: name, options: options)
+    }
+
+    /// The collective part of kv_open; MPI is known usable.
+    private static func agreeAndOpen(comm: MPIComm?, name: String?, options: [String: String]) throws -> Engine {
         guard let comm, !Collectives.isNull(comm) else {
             throw KVFailure(.misuse, "the communicator is MPI_COMM_NULL")
         }

@@ -21,7 +21,7 @@ extension Engine {
 
     /// Sequential consistency: applies one write on every replica before returning, in the order
     /// the key's primary gives it. The primary stamps the write newer than every write to the key
-    /// it ordered before (RecordTable.orderedStamp), so a put that returned is never superseded
+    /// it ordered before (RecordTable.applyInOrder), so a put that returned is never superseded
     /// by one that happened before it, and concurrent puts resolve the same way on every replica.
     /// A writer that is not the primary pays one more round trip (ask the primary, then the rest).
     func replicateInOrder(key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer, tombstone: Bool) throws {
@@ -29,8 +29,8 @@ extension Engine {
         let primary = set[0]
         let stamp: Stamp
         if primary == rank {
-            stamp = store.orderedStamp(key, hash: hash, interval: writeInterval, writer: UInt32(bitPattern: rank))
-            try store.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
+            stamp = try store.applyInOrder(key, hash: hash, value: value, tombstone: tombstone,
+                                           interval: writeInterval, writer: UInt32(bitPattern: rank))
         } else {
             let op = RecordView(key: key, value: value, stamp: .zero, isTombstone: tombstone, hash: hash)
             let size = OpCodec.encodedSize(keyCount: key.count, valueCount: value.count)

@@ -26,15 +26,8 @@ extension Engine {
                 status = .failed
             }
         }
-        if reply == nil {
-            var w = try? ByteWriter(reserving: Wire.headerSize)
-            guard w != nil, (try? Wire.write(transport.header(replyKind, status: status, requestID: h.requestID, argument: 0), to: &w!)) != nil
-            else {
-                w?.release()
-                return nil // out of memory even for a header: the requester times out
-            }
-            reply = try? w!.finish()
-        }
+        // Out of memory even for a header: no reply, the requester times out.
+        if reply == nil { reply = try? headerOnly(replyKind, status: status, requestID: h.requestID, argument: 0) }
         if faults.truncateReplies, let r = reply, r.count > Wire.headerSize { r.setCount(r.count - 1) }
         return reply
     }
@@ -49,11 +42,7 @@ extension Engine {
             let key = try body.read(count: body.remaining)
             try Engine.checkKey(key)
             let found = store.find(key, hash: StableHash.hash(key)).flatMap { $0.isTombstone ? nil : $0 }
-            guard let rec = found else {
-                w = try ByteWriter(reserving: Wire.headerSize)
-                try Wire.write(transport.header(.getReply, status: .notFound, requestID: h.requestID, argument: 0), to: &w)
-                return try w.finish()
-            }
+            guard let rec = found else { return try headerOnly(.getReply, status: .notFound, requestID: h.requestID, argument: 0) }
             let fits = UInt64(rec.value.count) <= h.argument
             // Allocated at its exact size: the value is copied once, into the reply.
             w = try ByteWriter(reserving: Wire.headerSize + 8 + (fits ? rec.value.count : 0))
@@ -74,14 +63,12 @@ extension Engine {
                 transport.noteDropped()
                 status = .failed
             }
-            w = try ByteWriter(reserving: Wire.headerSize)
-            try Wire.write(transport.header(.applyAck, status: status, requestID: h.requestID, argument: applied), to: &w)
+            return try headerOnly(.applyAck, status: status, requestID: h.requestID, argument: applied)
         case .order:
             var stamp = Stamp.zero
             try OpCodec.forEach(in: &body, count: 1) { key, value, _, tombstone in
-                let hash = StableHash.hash(key)
-                stamp = store.orderedStamp(key, hash: hash, interval: writeInterval, writer: UInt32(bitPattern: request.source))
-                try store.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
+                stamp = try store.applyInOrder(key, hash: StableHash.hash(key), value: value, tombstone: tombstone,
+                                               interval: writeInterval, writer: UInt32(bitPattern: request.source))
             }
             w = try ByteWriter(reserving: Wire.headerSize + StampCodec.size)
             try Wire.write(transport.header(.applyAck, status: .ok, requestID: h.requestID, argument: 1), to: &w)
@@ -91,22 +78,20 @@ extension Engine {
         }
         return try w.finish()
     }
+
+    /// A reply that is only a header.
+    private func headerOnly(_ kind: Wire.Kind, status: Wire.Status, requestID: UInt64, argument: UInt64) throws -> MessageBuffer {
+        var w = try ByteWriter(reserving: Wire.headerSize)
+        try Wire.write(transport.header(kind, status: status, requestID: requestID, argument: argument), to: &w)
+        return try w.finish()
+    }
 }
 
 /// What a get reply says, checked: the bytes come from another process.
-enum GetReply: Equatable {
+enum GetReply {
     case notFound
     case lengthOnly(Int)
     case value(UnsafeRawBufferPointer)
-
-    static func == (a: GetReply, b: GetReply) -> Bool {
-        switch (a, b) {
-        case (.notFound, .notFound): return true
-        case (.lengthOnly(let x), .lengthOnly(let y)): return x == y
-        case (.value(let x), .value(let y)): return x.elementsEqual(y)
-        default: return false
-        }
-    }
 
     /// Decodes a get reply (a view into `reply`'s buffer); a refusal or malformed reply is
     /// KV_EREMOTE, never a trap.

@@ -137,30 +137,20 @@ public final class RecordTable {
     /// reclaiming is an optimisation, never a failure).
     @discardableResult
     public func reclaimTombstones(through fence: UInt64) -> Int {
-        guard count > liveCount, let kept = malloc(max(count, 1) * MemoryLayout<Slot>.stride) else { return 0 }
-        defer { free(kept) }
-        let keep = kept.bindMemory(to: Slot.self, capacity: count)
-        var n = 0
+        guard count > liveCount else { return 0 }
         var dropped = 0
-        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
-            let h = header(atOffset: slots[i].offsetPlusOne - 1)
-            if h.tombstone && h.stamp.fence <= fence {
+        do {
+            try rehash(to: slotCount) { slot in
+                let h = header(atOffset: slot.offsetPlusOne - 1)
+                guard h.tombstone && h.stamp.fence <= fence else { return true }
                 dropped += 1
                 garbageBytes += RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
-            } else {
-                keep[n] = slots[i]
-                n += 1
+                return false
             }
+        } catch {
+            return 0
         }
-        guard dropped > 0 else { return 0 }
-        memset(slots, 0, slotCount * MemoryLayout<Slot>.stride)
-        let mask = slotCount - 1
-        for k in 0..<n {
-            var j = Int(truncatingIfNeeded: keep[k].hash) & mask
-            while slots[j].offsetPlusOne != 0 { j = (j + 1) & mask }
-            slots[j] = keep[k]
-        }
-        count = n
+        count -= dropped
         try? compactIfWorthIt()
         return dropped
     }
@@ -284,21 +274,23 @@ public final class RecordTable {
     public func reserve(additionalKeys more: Int) throws {
         var n = slotCount
         while (count + more + 1) * 2 > n { n *= 2 }
-        if n > slotCount { try resizeSlots(to: n) }
+        if n > slotCount { try rehash(to: n) }
     }
 
     private func growSlotsIfNeeded() throws {
         // Keep the load factor at or below 1/2 so linear probes stay short.
         guard (count + 1) * 2 > slotCount else { return }
-        try resizeSlots(to: slotCount * 2)
+        try rehash(to: slotCount * 2)
     }
 
-    private func resizeSlots(to newCount: Int) throws {
+    /// Moves the index to a fresh slot array of `newCount` slots, keeping the entries `keep`
+    /// accepts (called only once the new array exists, so a refusal can count what it drops).
+    private func rehash(to newCount: Int, keeping keep: (Slot) -> Bool = { _ in true }) throws {
         guard let newSlots = RecordTable.allocateSlots(newCount, hugePages: hugePages) else {
-            throw KVFailure(.noMemory, "cannot grow the store's index to \(newCount) slots")
+            throw KVFailure(.noMemory, "cannot allocate the store's index of \(newCount) slots")
         }
         let mask = newCount - 1
-        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
+        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 && keep(slots[i]) {
             var j = Int(truncatingIfNeeded: slots[i].hash) & mask
             while newSlots[j].offsetPlusOne != 0 { j = (j + 1) & mask }
             newSlots[j] = slots[i]

@@ -9,10 +9,8 @@ enum Wire {
     static let headerSize = 32
     static let requestTag: Int32 = 7001
     static let replyTag: Int32 = 7002
-    /// Largest message body we build: MPI counts are 32-bit. A single op (key <= 64 KiB,
-    /// value <= 1 GiB) always fits; batches are cut into chunks of about this size.
-    static let batchChunkBytes = 256 << 20
-    /// The fence streams its apply batches in chunks of this size (see Engine.flush).
+    /// The fence streams its apply batches in chunks of this size (see Engine.flush). A single op
+    /// (key <= 64 KiB, value <= 1 GiB) makes a bigger batch of its own, within MPI's 32-bit count.
     static let fenceChunkBytes = 4 << 20
 
     enum Kind: UInt8 {
