@@ -34,6 +34,7 @@ module ftkv
     integer, parameter, public :: KV_ETIMEDOUT = -8
     integer, parameter, public :: KV_EINTERNAL = -9
     integer, parameter, public :: KV_EREMOTE = -10   ! another rank refused or failed the request
+    integer, parameter, public :: KV_EDATALOSS = -11 ! every copy of some committed data is gone
 
     ! Limits (bytes; names in characters).
     integer(c_size_t), parameter, public :: KV_MAX_KEY_LEN = 65536_c_size_t
@@ -44,11 +45,12 @@ module ftkv
     integer, parameter, public :: KV_STAT_RANK = 1, KV_STAT_SIZE = 2, KV_STAT_REPLICAS = 3, &
         KV_STAT_NODES = 4, KV_STAT_LOCAL_KEYS = 5, KV_STAT_LOCAL_BYTES = 6, &
         KV_STAT_PENDING_OPS = 7, KV_STAT_PROGRESS_THREAD = 8, KV_STAT_EPOCH = 9, &
-        KV_STAT_REQUESTS_SERVED = 10, KV_STAT_DROPPED_MESSAGES = 11
+        KV_STAT_REQUESTS_SERVED = 10, KV_STAT_DROPPED_MESSAGES = 11, KV_STAT_VERSION = 12, &
+        KV_STAT_REPAIRED_FILES = 13
 
-    public :: ftkv_open, ftkv_close, ftkv_put, ftkv_get, ftkv_del, ftkv_fence, ftkv_locate, &
+    public :: ftkv_open, ftkv_close, ftkv_put, ftkv_get, ftkv_del, ftkv_fence, ftkv_commit, ftkv_locate, &
               ftkv_stat, ftkv_strerror, ftkv_errmsg, ftkv_version
-    public :: kv_open_f, kv_close, kv_put, kv_get, kv_del, kv_fence, kv_locate, kv_stat, &
+    public :: kv_open_f, kv_close, kv_put, kv_get, kv_del, kv_fence, kv_commit, kv_locate, kv_stat, &
               kv_strerror, kv_errmsg, kv_version
 
     ! The C functions. MPI_Fint is a default INTEGER, which is c_int with gfortran and Open MPI.
@@ -97,6 +99,12 @@ module ftkv
             import :: c_int, c_ptr
             type(c_ptr), value :: kv
         end function kv_fence
+
+        integer(c_int) function kv_commit(kv, version) bind(C, name="kv_commit")
+            import :: c_int, c_ptr, c_int64_t
+            type(c_ptr), value :: kv
+            integer(c_int64_t), intent(out) :: version
+        end function kv_commit
 
         integer(c_int) function kv_locate(kv, key, keylen, ranks, maxranks, nranks) &
                 bind(C, name="kv_locate")
@@ -185,6 +193,15 @@ contains
         integer, intent(out) :: ierr
         ierr = int(kv_fence(kv))
     end subroutine ftkv_fence
+
+    ! Fence, then write every rank's data durably as a new version; version receives its number.
+    ! COLLECTIVE. A later ftkv_open (on any number of ranks) loads the newest complete version.
+    subroutine ftkv_commit(kv, version, ierr)
+        type(c_ptr), intent(in) :: kv
+        integer(c_int64_t), intent(out) :: version
+        integer, intent(out) :: ierr
+        ierr = int(kv_commit(kv, version))
+    end subroutine ftkv_commit
 
     subroutine ftkv_del(kv, key, ierr)
         type(c_ptr), intent(in) :: kv

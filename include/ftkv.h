@@ -62,6 +62,8 @@ extern "C" {
 #define KV_EREMOTE   (-10) /* another rank refused or could not carry out the request (its store
                               failed to apply a write, saw a different membership epoch, or sent
                               a malformed reply); the handle stays usable */
+#define KV_EDATALOSS (-11) /* every stored copy of some committed data is missing or damaged
+                              (kv_open of a committed store; kv_errmsg names what is lost) */
 
 /* Limits on keys and values (bytes). */
 #define KV_MAX_KEY_LEN   ((size_t)65536)
@@ -80,9 +82,16 @@ typedef struct kv_store kv_store;
  * name: NUL-terminated store name (see KV_MAX_NAME_LEN); every rank must pass the same name.
  * info: MPI_INFO_NULL or configuration keys (docs/configuration.md).
  * kv:   receives the handle; set to NULL on failure.
+ * Restart: if any rank's directory (ftkv_dir, default ./ftkv-data; one per node or one shared)
+ * holds committed versions of `name`, kv_open loads the newest complete one (or the one ftkv_load
+ * names; ftkv_load=none starts empty) on this communicator, whatever its size: keys are
+ * redistributed over the new ranks. A data file missing or damaged in every directory is loaded
+ * from its replicas' files (reported on stderr by rank 0 and in KV_STAT_REPAIRED_FILES); only
+ * when every copy of some key is gone does kv_open fail, with KV_EDATALOSS.
  * Returns KV_OK, KV_EINVAL (bad or mismatched name or option: agreed, every rank gets it),
  * KV_EMISUSE (kv == NULL, comm == MPI_COMM_NULL, MPI not initialised/finalised), KV_ENOMEM,
- * KV_EMPI, KV_ETIMEDOUT. Apart from kv == NULL and comm == MPI_COMM_NULL, the result is agreed.
+ * KV_EMPI, KV_ETIMEDOUT, KV_EDATALOSS. Apart from kv == NULL and comm == MPI_COMM_NULL, the
+ * result is agreed.
  * When no handle is returned, kv_errmsg(NULL) gives the detail.
  */
 int kv_open(MPI_Comm comm, const char *name, MPI_Info info, kv_store **kv);
@@ -150,6 +159,24 @@ int kv_del(kv_store *kv, const void *key, size_t keylen);
 int kv_fence(kv_store *kv);
 
 /*
+ * kv_commit - make the store's current state a durable version.      COLLECTIVE.
+ * A kv_fence, then every rank writes the records it holds as a replica to its directory
+ * (ftkv_dir/<name>/v<version>/), checksummed and fsynced; once every rank's data is durable the
+ * version is published by renaming manifest copies into place. *version (if not NULL) receives
+ * the version number: numbers increase (a failed commit uses one up). All or nothing: a version
+ * exists on restart only if every rank's data of it was durable; a job killed before the first
+ * manifest copy is published restarts from the previous version, one killed after it from this
+ * one. The newest ftkv_keep (default 2) complete versions are kept; older ones are removed only
+ * after a newer one is complete.
+ * Returns KV_OK; KV_EIO (a rank could not write or publish: a full disk, an unwritable or missing
+ * directory; kv_errmsg on that rank says which), KV_EREMOTE (a replica refused writes in the
+ * fence): both agreed on every rank, the version is not published, earlier versions and the
+ * handle stay usable, and the commit may be retried. KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT
+ * as kv_fence (the handle is then unusable).
+ */
+int kv_commit(kv_store *kv, uint64_t *version);
+
+/*
  * kv_locate - the ranks (in the store's communicator) that hold key, primary first.   LOCAL.
  * Writes at most maxranks ranks into ranks and the full count into *nranks.
  * Returns KV_OK, KV_EINVAL, KV_EMISUSE.
@@ -169,6 +196,9 @@ int kv_locate(kv_store *kv, const void *key, size_t keylen, int *ranks, int maxr
 #define KV_STAT_REQUESTS_SERVED 10 /* remote requests this rank has answered */
 #define KV_STAT_DROPPED_MESSAGES 11 /* messages from other ranks dropped: malformed, from another
                                        membership epoch, unexpected, or never finished */
+#define KV_STAT_VERSION         12 /* the version last committed, or loaded by kv_open (0: none) */
+#define KV_STAT_REPAIRED_FILES  13 /* data files kv_open found missing or damaged and loaded from
+                                       replicas instead */
 
 /*
  * kv_stat - read one statistic (KV_STAT_*) of this rank.              LOCAL.

@@ -181,6 +181,16 @@ kill_rank() {
     [ "$ok" -eq 1 ]
 }
 
+# Checkpoint/restart over real files (tests/restart/run.sh): commit, kill the job, restart on
+# the same, fewer and more ranks, per-rank directories with one deleted, damaged files, deaths
+# inside kv_commit, a full filesystem.
+restart_scenarios() {
+    local bin="$OUT/restart"
+    mpicc -std=c99 -O1 -g -Wall -Wextra tests/restart/restart.c -o "$bin" -Itests/mpi \
+        -I"$STAGE/include" -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv || return 1
+    bash tests/restart/run.sh "$bin"
+}
+
 FORTRAN_DIR="$OUT/fortran"
 fortran_build() {
     rm -rf "$FORTRAN_DIR"
@@ -264,6 +274,7 @@ run_step "exports: installed libftkv.so == ftkv.h functions" exports_installed
 run_step "exports: debug .build/debug/libftkv.so == ftkv.h functions" exports_debug
 run_step "MPI suite: tests/run-mpi.sh" mpi_suite
 run_step "kill: a rank SIGKILLed under --enable-recovery (1-3 copies, first/middle/last victim), survivors check bytes, deadlines, fence and close codes" kill_rank
+run_step "restart: kv_commit, job killed, restart on 1-6 ranks; lost directories, damaged files, deaths in kv_commit, full disk" restart_scenarios
 run_step "examples-c: build with pkg-config" examples_build
 run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
 run_step "examples-c: hello, 4 ranks" ftkv_mpirun 4 90 examples-c/bin/hello

@@ -120,6 +120,11 @@ public final class KVStore {
     /// Collective: every earlier put/del of every rank becomes visible on every rank.
     public func fence() throws { try call { try engine.fence() } }
 
+    /// Collective: a fence, then every rank's data is written durably as a new version, which a
+    /// later open (on any number of ranks) loads. Returns the version number.
+    @discardableResult
+    public func commit() throws -> UInt64 { try call { try engine.commit() } }
+
     /// Collective: flushes and releases the store.
     public func close() throws { try call { try engine.close() } }
 

@@ -150,6 +150,15 @@ public func kv_fence(_ kv: OpaquePointer?) -> Int32 {
 }
 
 @c @implementation
+public func kv_commit(_ kv: OpaquePointer?, _ version: UnsafeMutablePointer<UInt64>?) -> Int32 {
+    withEngine(kv) { engine in
+        let v = try engine.commit()
+        version?.pointee = v
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
 public func kv_locate(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
                       _ ranks: UnsafeMutablePointer<Int32>?, _ maxranks: Int32, _ nranks: UnsafeMutablePointer<Int32>?) -> Int32 {
     withEngine(kv) { engine in

@@ -169,3 +169,20 @@ struct PlacementTests {
         #expect(View(epoch: 1, members: [4], nodeOfMember: [0])?.members == [4])
     }
 }
+
+@Suite("Placement shares")
+struct PlacementShareTests {
+    @Test func sharesCoverTheHashSpaceOnce() {
+        let p = Placement(view: View.initial(nodeIdentities: [1, 2, 3, 4]), replicas: 2)
+        let sets = p.replicaSetShares()
+        #expect(abs(sets.values.reduce(0, +) - 1) < 1e-9)
+        #expect(sets.keys.allSatisfy { $0.count == 2 && $0[0] != $0[1] })
+        let primaries = p.primaryShares()
+        #expect(primaries.count == 4 && primaries.values.allSatisfy { $0 > 0.1 && $0 < 0.4 })
+        // The shares match where sample keys land.
+        var counts = [Int32: Int]()
+        var rng = SplitMix64(seed: 5)
+        for _ in 0..<100_000 { counts[p.replicaRanks(ofHash: rng.next())[0], default: 0] += 1 }
+        for (r, share) in primaries { #expect(abs(Double(counts[r] ?? 0) / 100_000 - share) < 0.01) }
+    }
+}

@@ -129,7 +129,21 @@ struct StoreConfigTests {
 
     @Test("KVCode raw values are the stable C codes")
     func codes() {
-        #expect(KVCode.allCases.map(\.rawValue) == [0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10])
+        #expect(KVCode.allCases.map(\.rawValue) == [0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11])
         #expect(KVFailure(.invalid, "x").description.contains("-3"))
+    }
+}
+
+@Suite("StoreConfig: persistence keys")
+struct PersistenceConfigTests {
+    @Test func directoryKeepAndLoad() throws {
+        let c = try StoreConfig.parse(given: ["ftkv_dir": " /scratch/x ", "ftkv_keep": "3", "ftkv_load": "7"], environment: { _ in nil })
+        #expect(c.directory == "/scratch/x" && c.keep == 3 && c.load == .version(7))
+        #expect(try StoreConfig.parse(given: [:], environment: { _ in nil }).load == .latest)
+        #expect(try StoreConfig.parse(given: ["ftkv_load": "none"], environment: { _ in nil }).load == LoadChoice.none)
+        #expect(try StoreConfig.parse(given: ["ftkv_dir": "/a"], environment: { $0 == "FTKV_DIR" ? "/b" : nil }).directory == "/b")
+        for (key, bad) in [("ftkv_keep", "0"), ("ftkv_keep", "x"), ("ftkv_load", "0"), ("ftkv_load", "newest"), ("ftkv_dir", "  ")] {
+            #expect(throws: KVFailure.self) { try StoreConfig.parse(given: [key: bad], environment: { _ in nil }) }
+        }
     }
 }

@@ -3,7 +3,12 @@
 #ifndef FTKV_CPLATFORM_H
 #define FTKV_CPLATFORM_H
 #include <stddef.h>
+#include <stdint.h>
 
 /* mremap(MREMAP_MAYMOVE) of an anonymous mapping; NULL on failure. */
 void *cplatform_mremap_grow(void *old, size_t old_size, size_t new_size);
+
+/* CRC32C (Castagnoli) of len bytes, continuing from crc (0 to start; pass the previous result to
+ * continue, as zlib's crc32). SSE4.2's crc32 instruction when the CPU has it, else a table. */
+uint32_t cplatform_crc32c(uint32_t crc, const void *buf, size_t len);
 #endif

@@ -4,12 +4,27 @@
 ///     apply-fail        this rank refuses every write another rank asks it to apply
 ///     stale-epoch       this rank stamps its messages with the next membership epoch
 ///     truncate-replies  this rank's replies lose their last byte
+///     commit-write      kv_commit fails writing this rank's data file (as a full disk would)
+///     commit-publish    kv_commit fails publishing this rank's manifest copy
+///     die-after-data      SIGKILL this process in kv_commit once its data file is durable,
+///                         before it reports so (no rank can publish: the version never exists)
+///     die-before-publish  SIGKILL this process in kv_commit after every rank reported its data
+///                         durable, before its manifest copy (others publish: the version exists)
+///     die-after-publish   SIGKILL this process in kv_commit right after its manifest copy
+///   FTKV_TEST_FAULT_RANK=N    apply FTKV_TEST_FAULT only on rank N of the store's communicator
 ///   FTKV_TEST_BATCH_BYTES=N   cut the fence's apply batches at N bytes (default 4 MiB), so
 ///                             small tests exercise multi-batch fences.
 struct FaultInjection: Sendable, Equatable {
     var failApplies = false
     var staleEpoch = false
     var truncateReplies = false
+    var failCommitWrite = false
+    var failCommitPublish = false
+    var dieAfterData = false
+    var dieBeforePublish = false
+    var dieAfterPublish = false
+    /// Only this rank applies the faults (nil: every rank).
+    var onlyRank: Int32?
     var batchBytes = Wire.fenceChunkBytes
 
     init() {}
@@ -22,8 +37,13 @@ struct FaultInjection: Sendable, Equatable {
                 case "apply-fail": f.failApplies = true
                 case "stale-epoch": f.staleEpoch = true
                 case "truncate-replies": f.truncateReplies = true
+                case "commit-write": f.failCommitWrite = true
+                case "commit-publish": f.failCommitPublish = true
+                case "die-after-data": f.dieAfterData = true
+                case "die-before-publish": f.dieBeforePublish = true
+                case "die-after-publish": f.dieAfterPublish = true
                 default:
-                    throw KVFailure(.invalid, "FTKV_TEST_FAULT: unknown fault '\(item)' (apply-fail, stale-epoch, truncate-replies)")
+                    throw KVFailure(.invalid, "FTKV_TEST_FAULT: unknown fault '\(item)' (apply-fail, stale-epoch, truncate-replies, commit-write, commit-publish, die-after-data, die-before-publish, die-after-publish)")
                 }
             }
         }
@@ -33,6 +53,18 @@ struct FaultInjection: Sendable, Equatable {
             }
             f.batchBytes = n
         }
+        if let text = environment("FTKV_TEST_FAULT_RANK") {
+            guard let n = Int32(text), n >= 0 else { throw KVFailure(.invalid, "FTKV_TEST_FAULT_RANK must be a rank, not '\(text)'") }
+            f.onlyRank = n
+        }
         return f
+    }
+
+    /// The faults that apply on `rank` (the batch size applies everywhere).
+    func on(rank: Int32) -> FaultInjection {
+        guard let only = onlyRank, only != rank else { return self }
+        var none = FaultInjection()
+        none.batchBytes = batchBytes
+        return none
     }
 }

@@ -8,6 +8,15 @@ public enum Consistency: Int32, Sendable {
     case sequential = 1
 }
 
+/// Which committed version kv_open loads (ftkv_load).
+public enum LoadChoice: Sendable, Equatable {
+    /// The newest complete version in any rank's directory (default); none: start empty.
+    case latest
+    /// Start empty whatever is on disk (new commits still number after the versions there).
+    case none
+    case version(UInt64)
+}
+
 /// Who serves remote requests.
 public enum ProgressMode: Sendable, Equatable {
     /// A background thread when MPI gives MPI_THREAD_MULTIPLE, else inside library calls.
@@ -29,8 +38,14 @@ public struct StoreConfig: Sendable, Equatable {
     public var timeoutSeconds = 60.0
     /// This rank's node name; nil means the shared-memory group from MPI_Comm_split_type.
     public var node: String?
+    /// Where kv_commit writes versions (this rank's node-local directory): <dir>/<store name>/.
+    public var directory = "ftkv-data"
+    /// Complete versions kept on disk; older ones are removed after a newer one is complete.
+    public var keep = 2
+    public var load = LoadChoice.latest
 
-    public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node"]
+    public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node",
+                              "ftkv_dir", "ftkv_keep", "ftkv_load"]
 
     public init() {}
 
@@ -80,6 +95,30 @@ public struct StoreConfig: Sendable, Equatable {
                 throw KVFailure(.invalid, "\(source) = '\(text)': expected a node name of 1 to 256 bytes")
             }
             config.node = name
+        }
+        if let (text, source) = value("ftkv_dir") {
+            let dir = text.trimmingSpaces
+            guard !dir.isEmpty, dir.utf8.count <= 4096, !dir.utf8.contains(0) else {
+                throw KVFailure(.invalid, "\(source) = '\(text)': expected a directory path")
+            }
+            config.directory = dir
+        }
+        if let (text, source) = value("ftkv_keep") {
+            guard let k = Int(text.trimmingSpaces), k >= 1, k <= 1_000_000 else {
+                throw KVFailure(.invalid, "\(source) = '\(text)': expected an integer >= 1")
+            }
+            config.keep = k
+        }
+        if let (text, source) = value("ftkv_load") {
+            switch text.trimmingSpaces.lowercased() {
+            case "latest": config.load = .latest
+            case "none": config.load = .none
+            default:
+                guard let v = UInt64(text.trimmingSpaces), v >= 1 else {
+                    throw KVFailure(.invalid, "\(source) = '\(text)': expected 'latest', 'none' or a version number")
+                }
+                config.load = .version(v)
+            }
         }
         return config
     }

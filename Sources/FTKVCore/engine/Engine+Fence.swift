@@ -63,8 +63,13 @@ extension Engine {
     /// replica that refused a batch, if one did.
     private func flush(_ writes: RecordTable) throws -> KVFailure? {
         guard writes.count > 0 else { return nil }
+        return try flush(count: writes.count, records: writes.forEach)
+    }
+
+    /// The same for any source of records (`count` of them, about): a restart loading files.
+    func flush(count: Int, records forEachRecord: ((RecordView) throws -> Void) throws -> Void) throws -> KVFailure? {
         // This rank holds about r/n of the keys written.
-        try store.reserve(additionalKeys: writes.count * placement.replicas / max(Int(transport.size), 1))
+        try store.reserve(additionalKeys: count * placement.replicas / max(Int(transport.size), 1))
         var batches = [BatchBuilder?](repeating: nil, count: Int(transport.size))
         defer { for b in batches { b?.writer.release() } }
         var inFlight: [(id: UInt64, bytes: Int)] = []
@@ -89,7 +94,7 @@ extension Engine {
             try settle(to: Engine.fenceWindowBytes)
         }
 
-        try writes.forEach { rec in
+        try forEachRecord { rec in
             try placement.withReplicas(ofHash: rec.hash) { set in
                 for dest in set {
                     if dest == rank {
@@ -102,7 +107,7 @@ extension Engine {
                     if let b = batches[d], b.count > 0, b.writer.count + size > chunk { try ship(d) }
                     if batches[d] == nil {
                         batches[d] = try BatchBuilder(header: transport.header(.apply, requestID: 0, argument: 0),
-                                                      reserving: min(chunk, Wire.headerSize + size * (writes.count + 1)))
+                                                      reserving: min(chunk, Wire.headerSize + size * (count + 1)))
                     }
                     try batches[d]!.add(rec)
                 }

@@ -105,7 +105,9 @@ extension Engine {
 
         let transport = Transport(comm: dup, rank: rank, size: size, receiveTimeout: timeout)
         let view = View.initial(nodeIdentities: nodes)
-        let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view, faults: faults)
+        let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view, faults: faults.on(rank: rank))
+        // A store with committed versions on disk is loaded before anyone can use the handle.
+        try engine.lock.withLock { try engine.restoreLocked() }
         let wantThread = config.progress == .thread || (config.progress == .auto && multiple)
         if wantThread {
             let thread = ProgressThread { [unowned engine] in engine.backgroundStep() }

@@ -63,6 +63,11 @@ extension Engine {
         return got
     }
 
+    /// Completes a nonblocking collective with a deadline while serving (for Collectives' `wait`).
+    func completeLocked(_ request: inout MPIRequest, what: String) throws {
+        try waitLocked(for: what) { try Collectives.test(&request, what: what) }
+    }
+
     /// A barrier over the store's communicator, waited for with a deadline while serving.
     func barrierLocked(what: String) throws {
         var request = try Collectives.startBarrier(transport.comm)

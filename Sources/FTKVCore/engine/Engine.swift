@@ -13,7 +13,7 @@ public enum GetOutcome: Equatable, Sendable {
 /// Statistics of one rank (kv_stat).
 public enum StatKind: Int32, CaseIterable, Sendable {
     case rank = 1, size, replicas, nodes, localKeys, localBytes, pendingOps, progressThread, epoch, requestsServed,
-         droppedMessages
+         droppedMessages, version, repairedFiles
 }
 
 /// One open store on one rank: the engine behind both the C and the Swift API.
@@ -69,6 +69,16 @@ public final class Engine: @unchecked Sendable {
     var servedInBackground = false
     /// Application threads inside a wait loop (they serve requests themselves meanwhile).
     let applicationWaiters = Atomic<Int>(0)
+    /// This rank's directory of committed versions (ftkv_dir/<name>).
+    let checkpoints: StoreDirectory
+    /// The number the next kv_commit gives its version: above every version seen in any rank's
+    /// directory at open, so a new history never overwrites an old one's files.
+    var nextVersion: UInt64 = 1
+    /// The version last committed or loaded at open (0: none).
+    var lastVersion: UInt64 = 0
+    /// Data files found missing or damaged when this store was loaded (their records came from
+    /// replicas).
+    var repairedFiles = 0
 
     var rank: Int32 { transport.rank }
 
@@ -81,6 +91,7 @@ public final class Engine: @unchecked Sendable {
         self.transport = transport
         self.view = view
         self.placement = Placement(view: view, replicas: config.replicas)
+        self.checkpoints = StoreDirectory(base: config.directory, store: name)
         if faults.staleEpoch { transport.epochSkew = 1 }
         transport.epochSource = { [unowned self] in self.view.epoch }
     }
@@ -243,6 +254,8 @@ public final class Engine: @unchecked Sendable {
             case .epoch: return UInt64(view.epoch)
             case .requestsServed: return requestsServed
             case .droppedMessages: return transport.droppedMessages
+            case .version: return lastVersion
+            case .repairedFiles: return UInt64(repairedFiles)
             }
         }
     }

@@ -77,4 +77,24 @@ public struct Placement: Sendable {
     public func replicaRanks(ofHash hash: UInt64) -> [Int32] {
         withReplicas(ofHash: hash) { Array($0) }
     }
+
+    /// The share of the hash space (so, of keys) each replica set holds (for ftkv inspect).
+    public func replicaSetShares() -> [[Int32]: Double] {
+        var shares: [[Int32]: Double] = [:]
+        for i in points.indices {
+            // Segment i takes the hashes after the previous point up to and including point i.
+            let previous = i == 0 ? points[points.count - 1] : points[i - 1]
+            let width = Double(points[i] &- previous) / 18_446_744_073_709_551_616.0
+            let set = Array(sets[(i * replicas)..<((i + 1) * replicas)])
+            shares[set, default: 0] += points.count == 1 ? 1 : width
+        }
+        return shares
+    }
+
+    /// The share of the hash space each rank is the primary of.
+    public func primaryShares() -> [Int32: Double] {
+        var shares: [Int32: Double] = [:]
+        for (set, share) in replicaSetShares() { shares[set[0], default: 0] += share }
+        return shares
+    }
 }

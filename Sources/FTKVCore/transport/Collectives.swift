@@ -117,6 +117,80 @@ enum Collectives {
         return all
     }
 
+    /// Every rank's bytes (any length, may differ per rank), in rank order. `wait` completes each
+    /// nonblocking step (the engine's wait loop, which serves requests meanwhile).
+    static func allgatherBytes(_ mine: [UInt8], comm: MPIComm, size: Int,
+                               wait: (inout MPIRequest) throws -> Void) throws -> [[UInt8]] {
+        let lengths = try allgatherFixed(Int64(mine.count), comm: comm, size: size, wait: wait)
+        guard lengths.allSatisfy({ $0 >= 0 && $0 <= Int64(Int32.max) }), lengths.reduce(0, +) <= Int64(Int32.max) else {
+            throw KVFailure(.internal, "allgather of more than 2 GiB")
+        }
+        var displacements = [Int32](repeating: 0, count: size)
+        for i in 1..<max(size, 1) { displacements[i] = displacements[i - 1] + Int32(lengths[i - 1]) }
+        let total = Int(lengths.reduce(0, +))
+        let counts = UnsafeMutablePointer<Int32>.allocate(capacity: size)
+        let displs = UnsafeMutablePointer<Int32>.allocate(capacity: size)
+        let send = UnsafeMutableRawPointer.allocate(byteCount: max(mine.count, 1), alignment: 8)
+        let receive = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 8)
+        defer { counts.deallocate(); displs.deallocate(); send.deallocate(); receive.deallocate() }
+        for i in 0..<size { counts[i] = Int32(lengths[i]); displs[i] = displacements[i] }
+        mine.withUnsafeBytes { if $0.count > 0 { send.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        var request = MPIRequest(cmpi_request_null())
+        try mpiCheck(MPI_Iallgatherv(send, Int32(mine.count), cmpi_byte(), receive, counts, displs, cmpi_byte(), comm, &request.handle),
+                     "MPI_Iallgatherv")
+        try wait(&request)
+        return (0..<size).map { i in
+            Array(UnsafeRawBufferPointer(start: receive + Int(displacements[i]), count: Int(lengths[i])))
+        }
+    }
+
+    /// One plain fixed-size value from every rank, completed by `wait`.
+    static func allgatherFixed<T>(_ mine: T, comm: MPIComm, size: Int, wait: (inout MPIRequest) throws -> Void) throws -> [T] {
+        let stride = MemoryLayout<T>.stride
+        let send = UnsafeMutablePointer<T>.allocate(capacity: 1)
+        let receive = UnsafeMutablePointer<T>.allocate(capacity: size)
+        defer { send.deallocate(); receive.deallocate() }
+        send.initialize(to: mine)
+        var request = MPIRequest(cmpi_request_null())
+        try mpiCheck(MPI_Iallgather(send, Int32(stride), cmpi_byte(), receive, Int32(stride), cmpi_byte(), comm, &request.handle),
+                     "MPI_Iallgather")
+        try wait(&request)
+        return Array(UnsafeBufferPointer(start: receive, count: size))
+    }
+
+    /// `root`'s bytes on every rank (the others pass anything), completed by `wait`.
+    static func broadcastBytes(_ bytes: [UInt8], root: Int32, rank: Int32, comm: MPIComm,
+                               wait: (inout MPIRequest) throws -> Void) throws -> [UInt8] {
+        let length = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+        defer { length.deallocate() }
+        length.pointee = Int64(bytes.count)
+        var request = MPIRequest(cmpi_request_null())
+        try mpiCheck(MPI_Ibcast(length, 8, cmpi_byte(), root, comm, &request.handle), "MPI_Ibcast")
+        try wait(&request)
+        let n = Int(length.pointee)
+        guard n >= 0, n <= Int(Int32.max) else { throw KVFailure(.internal, "broadcast of \(n) bytes") }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1), alignment: 8)
+        defer { buffer.deallocate() }
+        if rank == root { bytes.withUnsafeBytes { if n > 0 { buffer.copyMemory(from: $0.baseAddress!, byteCount: n) } } }
+        request = MPIRequest(cmpi_request_null())
+        try mpiCheck(MPI_Ibcast(buffer, Int32(n), cmpi_byte(), root, comm, &request.handle), "MPI_Ibcast")
+        try wait(&request)
+        return Array(UnsafeRawBufferPointer(start: buffer, count: n))
+    }
+
+    /// The element-wise sum over ranks of `values` (same length everywhere), completed by `wait`.
+    static func sum(_ values: [UInt64], comm: MPIComm, wait: (inout MPIRequest) throws -> Void) throws -> [UInt64] {
+        let n = values.count
+        let send = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
+        let receive = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
+        defer { send.deallocate(); receive.deallocate() }
+        for i in 0..<n { send[i] = values[i] }
+        var request = MPIRequest(cmpi_request_null())
+        try mpiCheck(MPI_Iallreduce(send, receive, Int32(n), cmpi_uint64(), cmpi_op_sum(), comm, &request.handle), "MPI_Iallreduce")
+        try wait(&request)
+        return Array(UnsafeBufferPointer(start: receive, count: n))
+    }
+
     /// A nonblocking barrier, to be completed with `test`.
     static func startBarrier(_ comm: MPIComm) throws -> MPIRequest {
         var request: MPI_Request? = cmpi_request_null()

@@ -12,6 +12,7 @@ public enum KVCode: Int32, Sendable, CaseIterable {
     case timedOut = -8
     case `internal` = -9
     case remote = -10
+    case dataLoss = -11
 
     /// Static text for a code; kv_strerror returns these bytes.
     public var text: StaticString {
@@ -27,6 +28,7 @@ public enum KVCode: Int32, Sendable, CaseIterable {
         case .timedOut: return "timed out waiting for another rank"
         case .internal: return "internal error in libftkv"
         case .remote: return "another rank refused or could not carry out the request"
+        case .dataLoss: return "every stored copy of some committed data is missing or damaged"
         }
     }
 }
