@@ -188,7 +188,13 @@ restart_scenarios() {
     local bin="$OUT/restart"
     mpicc -std=c99 -O1 -g -Wall -Wextra tests/restart/restart.c -o "$bin" -Itests/mpi \
         -I"$STAGE/include" -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv || return 1
-    bash tests/restart/run.sh "$bin"
+    bash tests/restart/run.sh "$bin" "$STAGE/bin/ftkv"
+}
+
+# The demo from scratch (its store in a fresh directory), to the end.
+demo_fresh() {
+    rm -rf "$OUT/demo-fresh"
+    FTKV_DIR="$OUT/demo-fresh" run_expect_pass "$1" 120 examples-c/bin/demo
 }
 
 FORTRAN_DIR="$OUT/fortran"
@@ -278,8 +284,8 @@ run_step "restart: kv_commit, job killed, restart on 1-6 ranks; lost directories
 run_step "examples-c: build with pkg-config" examples_build
 run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
 run_step "examples-c: hello, 4 ranks" ftkv_mpirun 4 90 examples-c/bin/hello
-run_step "examples-c: demo, 1 rank" run_expect_pass 1 120 examples-c/bin/demo
-run_step "examples-c: demo, 4 ranks" run_expect_pass 4 180 examples-c/bin/demo
+run_step "examples-c: demo, 1 rank, uninterrupted" demo_fresh 1
+run_step "examples-c: demo, killed on 4 ranks, restarted on 3, killed, restarted on 5, bitwise equal" bash scripts/demo-chain.sh examples-c/bin/demo "$OUT/demo-run"
 run_step "Fortran: build module, test and example (mpifort)" fortran_build
 run_step "Fortran: test_ftkv, 2 ranks" run_expect_pass 2 90 "$FORTRAN_DIR/test_ftkv"
 run_step "Fortran: test_ftkv, 4 ranks" run_expect_pass 4 120 "$FORTRAN_DIR/test_ftkv"

@@ -311,15 +311,7 @@ struct SplitMix: RandomNumberGenerator {
     }
 }
 
-func format2(_ v: Double) -> String {
-    let scaled = (v * 100).rounded() / 100
-    var s = "\(scaled)"
-    if let dot = s.firstIndex(of: ".") {
-        let decimals = s.distance(from: dot, to: s.endIndex) - 1
-        if decimals < 2 { s += String(repeating: "0", count: 2 - decimals) }
-    }
-    return s
-}
+func format2(_ v: Double) -> String { Format.fixed(v, 2) }
 
 extension String {
     func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }

@@ -1,14 +1,26 @@
 import Glibc
 
-// The `ftkv` command. Subcommands grow with the project (inspect, verify, serve come later).
+// The `ftkv` command. Subcommands grow with the project (serve comes later).
 let usage = """
 usage: ftkv <command> [options]
+  inspect DIR...                the committed versions on disk: ranks, nodes, keys, sizes, where
+                                each rank's file is and how copies were placed (manifests only)
+  verify [--version N] [--progress] DIR...
+                                read every copy of every file, check every checksum and that
+                                every key has an intact copy; exit 0 intact, 1 damaged but
+                                repairable, 2 keys lost
   bench [--keys N] [--gets N]   benchmark the store under mpirun (e.g. mpirun -n 2 ftkv bench)
   version                       print the library version
+DIR is an ftkv_dir (FTKV_DIR) or one store's directory in it; give one per node for node-local
+directories.
 """
 
 let args = Array(CommandLine.arguments.dropFirst())
 switch args.first {
+case "inspect":
+    exit(Inspect.run(arguments: Array(args.dropFirst())))
+case "verify":
+    exit(Verify.run(arguments: Array(args.dropFirst())))
 case "bench":
     exit(Bench.run(arguments: Array(args.dropFirst())))
 case "version", "--version":

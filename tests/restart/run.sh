@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# tests/restart/run.sh BIN - checkpoint/restart scenarios, each a chain of MPI jobs over real
+# tests/restart/run.sh BIN FTKV - checkpoint/restart scenarios, each a chain of MPI jobs over real
 # files: commit, kill the job, restart on the same, fewer and more ranks; one directory per rank
 # with one deleted; damaged, truncated and deleted data and manifest files; every key lost with
 # one copy; commit failures and deaths at each step of the commit protocol; a full filesystem.
-# Every restart checks every key byte for byte (restart.c). BIN is the compiled restart.c.
+# Every restart checks every key byte for byte (restart.c). BIN is the compiled restart.c, FTKV
+# the ftkv tool: `ftkv verify` must agree with each restart (0 intact, 1 repairable, 2 lost).
 # Prints PASS/FAIL per scenario and exits non-zero if any failed.
 set -u
 BIN="$1"
+FTKV="$2"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=tests/mpi-env.sh
 . "$HERE/../mpi-env.sh"
@@ -66,6 +68,20 @@ killed() {
     return 1
 }
 scenario() { echo "--- $*"; }
+# verify WANT_STATUS DIR...: ftkv verify must exit with WANT_STATUS.
+verify() {
+    local want="$1" rc
+    shift
+    "$FTKV" verify "$@" >"$WORK/verify.log" 2>&1
+    rc=$?
+    if [ "$rc" -eq "$want" ]; then
+        echo "  ok   ftkv verify exits $rc: $(grep -v '^OK' "$WORK/verify.log" | head -n 2 | tr '\n' ' ' | cut -c1-160)"
+        return 0
+    fi
+    echo "  FAIL ftkv verify exited $rc, want $want"
+    sed 's/^/       | /' "$WORK/verify.log" | tail -n 15
+    failed=$((failed + 1))
+}
 
 scenario "A. one shared directory, 2 copies: commit v1, v2, uncommitted writes, job killed; restart on 4, 3, 6, 1 ranks; advance to v3 on 3 ranks; keep=2"
 A="$WORK/a"
@@ -80,6 +96,9 @@ else
     echo "  ok   keep=2: versions on disk: $(ls "$A/ckpt" | tr '\n' ' ')"
 fi
 step "ftkv_load=2 names an older version" 2 FTKV_DIR="$A" FTKV_LOAD=2 EXPECT_VERSION=2 -- check
+verify 0 "$A"
+if "$FTKV" verify --progress "$A" 2>&1 >/dev/null | grep -q '100%'; then echo "  ok   ftkv verify --progress draws a bar"; else echo "  FAIL ftkv verify --progress drew no bar"; failed=$((failed + 1)); fi
+if "$FTKV" inspect "$A" | grep -q 'version 3: complete.*3 ranks'; then echo "  ok   ftkv inspect: $("$FTKV" inspect "$A" | grep -m1 'version 3' | cut -c1-140)"; else echo "  FAIL ftkv inspect"; "$FTKV" inspect "$A"; failed=$((failed + 1)); fi
 
 scenario "B. one directory per rank (FTKV_DIR, FTKV_NODE per rank): restart on fewer and more ranks, then with one directory deleted"
 B="$WORK/b"
@@ -87,6 +106,7 @@ PER_RANK="$B" killed "write v1, v2, then die" 4 "killing the job" -- write
 PER_RANK="$B" step "3 ranks: node3's directory unreachable" 3 EXPECT_VERSION=2 EXPECT_REPAIRED=1 -- check
 PER_RANK="$B" step "6 ranks: two empty directories" 6 EXPECT_VERSION=2 EXPECT_REPAIRED=0 -- check
 rm -rf "$B/node1"
+verify 1 "$B"/node*
 PER_RANK="$B" step "4 ranks, node1's directory deleted" 4 EXPECT_VERSION=2 EXPECT_REPAIRED=1 -- check
 PER_RANK="$B" step "advance to v3 with node1 rebuilt" 4 EXPECT_VERSION=2 EXPECT_REPAIRED=1 -- advance
 rm -rf "$B/node2"
@@ -97,6 +117,7 @@ C="$WORK/c"
 PER_RANK="$C" killed "write v1, v2, then die (1 copy)" 4 "killing the job" FTKV_REPLICAS=1 -- write
 rm -rf "$C/node2"
 PER_RANK="$C" step "KV_EDATALOSS naming r000002.dat" 4 FTKV_REPLICAS=1 EXPECT_LOST="r000002.dat" -- expect-loss
+verify 2 "$C"/node*
 
 scenario "D. damaged files (one shared directory, 2 copies): each repaired from a replica, never wrong bytes"
 D="$WORK/d"
@@ -112,16 +133,23 @@ damage() { # NAME command...: fresh copy, damage it, restart
 flip() { printf '\x5a' | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
 damage "flip a record byte" flip r000001.dat 300000
 step "a record's byte flipped" 4 FTKV_DIR="$D" EXPECT_VERSION=2 EXPECT_REPAIRED=1 -- check
+verify 1 "$D"
 damage "flip a header byte" flip r000000.dat 20
 step "a header byte flipped" 3 FTKV_DIR="$D" EXPECT_VERSION=2 EXPECT_REPAIRED=1 -- check
-damage "flip the trailer" sh -c 'flip() { printf "\x5a" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }; flip r000003.dat $(($(stat -c %s r000003.dat) - 3))'
+verify 1 "$D"
+flip_tail() { flip "$1" $(($(stat -c %s "$1") - 3)); }
+damage "flip the trailer" flip_tail r000003.dat
 step "a trailer byte flipped" 4 FTKV_DIR="$D" EXPECT_VERSION=2 EXPECT_REPAIRED=1 -- check
+verify 1 "$D"
 damage "truncate" truncate -s 50000 r000002.dat
 step "a file truncated" 5 FTKV_DIR="$D" EXPECT_VERSION=2 EXPECT_REPAIRED=1 -- check
+verify 1 "$D"
 damage "delete" rm r000003.dat
 step "a file deleted" 4 FTKV_DIR="$D" EXPECT_VERSION=2 EXPECT_REPAIRED=1 -- check
+verify 1 "$D"
 damage "flip a manifest copy" flip MANIFEST-r000000 30
 step "one manifest copy damaged" 4 FTKV_DIR="$D" EXPECT_VERSION=2 EXPECT_REPAIRED=0 -- check
+verify 1 "$D"
 damage "delete every manifest copy" sh -c 'rm MANIFEST-*'
 step "no manifest: v2 incomplete, v1 loads" 4 FTKV_DIR="$D" EXPECT_STATE=1 EXPECT_VERSION=1 EXPECT_REPAIRED=0 -- check
 
