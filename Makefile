@@ -4,7 +4,7 @@
 #   make install PREFIX=/opt/ftkv install lib/, bin/, include/, lib/pkgconfig/, share/ftkv/fortran/
 #   make test                     every test; ends with "N passed, M failed"
 #   make demo                     install deps if missing, build, run the checkpoint/restart demo
-#   make bench                    ftkv bench under mpirun with 2 and 4 ranks
+#   make bench                    ftkv bench and ftkv bench-commit under mpirun with 2 and 4 ranks
 #   make clean
 
 SHELL := /bin/bash
@@ -76,7 +76,9 @@ demo:
 bench: stage
 	source tests/mpi-env.sh && \
 	  echo "== ftkv bench, 2 ranks" && ftkv_mpirun 2 900 $(STAGE)/bin/ftkv bench && \
-	  echo "== ftkv bench, 4 ranks" && ftkv_mpirun 4 900 $(STAGE)/bin/ftkv bench
+	  echo "== ftkv bench, 4 ranks" && ftkv_mpirun 4 900 $(STAGE)/bin/ftkv bench && \
+	  echo "== ftkv bench-commit, 2 ranks" && ftkv_mpirun 2 900 $(STAGE)/bin/ftkv bench-commit --dir build/bench-data && \
+	  echo "== ftkv bench-commit, 4 ranks" && ftkv_mpirun 4 900 $(STAGE)/bin/ftkv bench-commit --dir build/bench-data
 
 clean:
 	rm -rf .build $(RELEASE_BUILD) $(INSTALL_BUILD) build

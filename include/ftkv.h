@@ -177,6 +177,20 @@ int kv_fence(kv_store *kv);
 int kv_commit(kv_store *kv, uint64_t *version);
 
 /*
+ * kv_flush_status - has `version` reached the second tier?            LOCAL.
+ * With ftkv_flush_dir set (a shared directory standing for the parallel file system), each
+ * rank copies its data file of every committed version there on a background thread after
+ * kv_commit returns (the application computes meanwhile; when commits come faster than the
+ * flush, only the newest waiting version is copied). A restart whose node-local directories are
+ * gone loads from that directory. kv_close waits for the copy in progress.
+ * *flushed = 1 when every rank's file and a manifest of `version` are complete there, else 0.
+ * Returns KV_OK; KV_EIO (this rank's copy of it failed: kv_errmsg says why; the node-local
+ * version is unaffected); KV_ENOTFOUND (this handle did not commit `version`, or skipped its
+ * flush for a newer one); KV_EINVAL (no ftkv_flush_dir, flushed == NULL); KV_EMISUSE.
+ */
+int kv_flush_status(kv_store *kv, uint64_t version, int *flushed);
+
+/*
  * kv_locate - the ranks (in the store's communicator) that hold key, primary first.   LOCAL.
  * Writes at most maxranks ranks into ranks and the full count into *nranks.
  * Returns KV_OK, KV_EINVAL, KV_EMISUSE.

@@ -199,7 +199,7 @@ demo_fresh() {
 
 FORTRAN_DIR="$OUT/fortran"
 fortran_build() {
-    rm -rf "$FORTRAN_DIR"
+    rm -rf "$FORTRAN_DIR" build/tests/fortran-ftkv-data
     mkdir -p "$FORTRAN_DIR"
     local src libs
     src="$(pkg-config --variable=fortrandir ftkv)/ftkv.f90" || return 1

@@ -1,10 +1,15 @@
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <sys/mman.h>
 #include "cplatform.h"
 
 void *cplatform_mremap_grow(void *old, size_t old_size, size_t new_size) {
     void *p = mremap(old, old_size, new_size, MREMAP_MAYMOVE);
     return p == MAP_FAILED ? NULL : p;
+}
+
+int cplatform_start_writeback(int fd, long long offset, long long len) {
+    return sync_file_range(fd, (off_t)offset, (off_t)len, SYNC_FILE_RANGE_WRITE);
 }
 
 /* CRC32C. The hardware path runs 8 bytes per instruction; the table path is for CPUs without

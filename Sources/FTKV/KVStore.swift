@@ -125,6 +125,10 @@ public final class KVStore {
     @discardableResult
     public func commit() throws -> UInt64 { try call { try engine.commit() } }
 
+    /// Local: whether `version` is complete in the second tier (ftkv_flush_dir); throws when this
+    /// rank's copy failed (KV_EIO) or was skipped for a newer version (KV_ENOTFOUND).
+    public func flushed(_ version: UInt64) throws -> Bool { try call { try engine.flushed(version) } }
+
     /// Collective: flushes and releases the store.
     public func close() throws { try call { try engine.close() } }
 

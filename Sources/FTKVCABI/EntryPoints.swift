@@ -159,6 +159,16 @@ public func kv_commit(_ kv: OpaquePointer?, _ version: UnsafeMutablePointer<UInt
 }
 
 @c @implementation
+public func kv_flush_status(_ kv: OpaquePointer?, _ version: UInt64, _ flushed: UnsafeMutablePointer<Int32>?) -> Int32 {
+    withEngine(kv) { engine in
+        guard let flushed else { throw KVFailure(.invalid, "flushed is NULL") }
+        flushed.pointee = 0
+        flushed.pointee = try engine.flushed(version) ? 1 : 0
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
 public func kv_locate(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
                       _ ranks: UnsafeMutablePointer<Int32>?, _ maxranks: Int32, _ nranks: UnsafeMutablePointer<Int32>?) -> Int32 {
     withEngine(kv) { engine in

@@ -54,7 +54,7 @@ enum Verify {
                     for c in copies {
                         switch c.state {
                         case .intact: break
-                        case .wrongSize(let s): print("DAMAGED  \(c.path): \(s) bytes, committed \(m.files[k].bytes)")
+                        case .wrongSize(let s): print("DAMAGED  \(c.path): \(s) bytes, committed \(m.files[k].base.bytes)")
                         case .damaged(let why): print("DAMAGED  \(c.path): \(why)")
                         }
                     }

@@ -10,6 +10,8 @@ usage: ftkv <command> [options]
                                 every key has an intact copy; exit 0 intact, 1 damaged but
                                 repairable, 2 keys lost
   bench [--keys N] [--gets N]   benchmark the store under mpirun (e.g. mpirun -n 2 ftkv bench)
+  bench-commit [--mib N] [--value-kib K] [--dir DIR] [--keep | --load-only]
+                                kv_commit and restart-load bandwidth beside write+fsync (mpirun)
   version                       print the library version
 DIR is an ftkv_dir (FTKV_DIR) or one store's directory in it; give one per node for node-local
 directories.
@@ -21,6 +23,8 @@ case "inspect":
     exit(Inspect.run(arguments: Array(args.dropFirst())))
 case "verify":
     exit(Verify.run(arguments: Array(args.dropFirst())))
+case "bench-commit":
+    exit(CommitBench.run(arguments: Array(args.dropFirst())))
 case "bench":
     exit(Bench.run(arguments: Array(args.dropFirst())))
 case "version", "--version":

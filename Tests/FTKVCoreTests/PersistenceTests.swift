@@ -41,7 +41,7 @@ struct PersistenceTests {
 
     static func readAll(_ reader: DataFileReader) -> ([Rec], DataFileDamage?) {
         var out: [Rec] = []
-        let (_, damage) = reader.forEachRecord { k, v, s in out.append(Rec(key: Array(k), value: Array(v), stamp: s)) }
+        let (_, damage) = reader.forEachRecord { k, v, s, _ in out.append(Rec(key: Array(k), value: Array(v), stamp: s)) }
         return (out, damage)
     }
 
@@ -69,6 +69,22 @@ struct PersistenceTests {
         let (back, damage) = Self.readAll(reader)
         #expect(damage == nil)
         #expect(back == recs)
+    }
+
+    @Test func tombstonesRoundTripAndCarryNoValue() throws {
+        let dir = Self.temporaryDirectory()
+        defer { FileSystem.removeTree(dir) }
+        let w = try DataFileWriter(path: dir + "/d.dat", header: .init(storeVersion: 2, writerRank: 0, rankCount: 1))
+        let value: [UInt8] = [1, 2, 3]
+        try [UInt8]([9]).withUnsafeBytes { k in try value.withUnsafeBytes { v in
+            try w.append(key: k, value: v, stamp: Stamp(fence: 1, rank: 0, seq: 1))
+            try w.append(key: k, value: v, stamp: Stamp(fence: 2, rank: 0, seq: 1), tombstone: true)
+        } }
+        _ = try w.finish()
+        var seen: [(Int, Bool)] = []
+        let (count, damage) = try DataFileReader(path: dir + "/d.dat").forEachRecord { _, v, _, t in seen.append((v.count, t)) }
+        #expect(count == 2 && damage == nil)
+        #expect(seen.map { $0.0 } == [3, 0] && seen.map { $0.1 } == [false, true])
     }
 
     /// Every single-byte change anywhere in a data file is either reported, or (in padding, which
@@ -101,7 +117,11 @@ struct PersistenceTests {
     static func sampleManifest() -> Manifest {
         Manifest(store: "ckpt", version: 7, interval: 19, replicas: 2, consistency: .fence, created: 1_700_000_000,
                  nodeOfRank: [0, 0, 1, 1],
-                 files: (0..<4).map { Manifest.FileEntry(rank: $0, bytes: 1000 + UInt64($0), records: 10, primaryRecords: 5, chain: 77) })
+                 files: (0..<4).map { r in
+                     Manifest.FileEntry(rank: r, base: .init(written: r == 2 ? 6 : 3, bytes: 1000 + UInt64(r), records: 10, chain: 77),
+                                        deltas: r == 1 ? [.init(written: 5, bytes: 200, records: 2, chain: 9), .init(written: 7, bytes: 96, records: 1, chain: 4)] : [],
+                                        primaryRecords: 5)
+                 })
     }
 
     @Test func manifestRoundTripsAndRefusesAnyChange() {
@@ -173,10 +193,12 @@ struct PersistenceTests {
         #expect(throws: KVFailure.self) { try RestartPlan.choose(.version(2), reports: [a]) }
         #expect(try RestartPlan.choose(.latest, reports: [RestartPlan.DirectoryReport()]) == nil)
         // Shared directory: both see every file; the bytes are spread.
-        let readers = RestartPlan.assignReaders(available: [[true, true, true, true], [true, true, true, true]], fileBytes: [10, 10, 10, 10])
+        let readers = RestartPlan.assignReaders(available: [[2, 2, 2, 2], [2, 2, 2, 2]], fileBytes: [10, 10, 10, 10])
         #expect(readers.compactMap { $0 }.filter { $0 == 0 }.count == 2)
         // Per-rank directories: each reads its own; a file nobody sees has no reader.
-        #expect(RestartPlan.assignReaders(available: [[true, false, false], [false, true, false]], fileBytes: [5, 5, 5]) == [0, 1, nil])
+        #expect(RestartPlan.assignReaders(available: [[2, 0, 0], [0, 2, 0]], fileBytes: [5, 5, 5]) == [0, 1, nil])
+        // The second tier (1) only where no rank has its own copy (2); spread over the ranks.
+        #expect(RestartPlan.assignReaders(available: [[1, 1, 1], [1, 2, 1]], fileBytes: [5, 5, 5]) == [0, 1, 0])
         #expect(RestartPlan.source(of: [2, 0, 1], usable: [true, true, false]) == 0)
         #expect(RestartPlan.source(of: [2, 1], usable: [true, false, false]) == nil)
         let m = Self.sampleManifest()
@@ -195,6 +217,7 @@ struct PersistenceTests {
             guard v != 4 else { continue } // v4: an interrupted commit, no manifest
             var m = Self.sampleManifest()
             m.version = v
+            m.files = m.files.map { var f = $0; f.base.written = v; f.deltas = []; return f }
             try FileSystem.writeAtomically(m.encoded(), to: dir.manifestPath(v, rank: 0), temporarySuffix: ".tmp")
         }
         try FileSystem.writeAtomically(Array("garbage".utf8), to: dir.manifestPath(5, rank: 1), temporarySuffix: ".tmp")

@@ -1,7 +1,8 @@
 ! test_ftkv.f90 - the ftkv Fortran module against the installed libftkv, under mpirun.
 ! Every rank puts a real(8) array under a key naming its rank, fences, then reads every rank's
 ! array and compares it bit for bit; also missing keys, short buffers, strings, integers, deletes,
-! kv_stat and error texts. Prints PASS or FAIL on rank 0; exits non-zero on failure.
+! kv_stat and error texts; then ftkv_commit and a reopen that loads the committed version back.
+! Prints PASS or FAIL on rank 0; exits non-zero on failure.
 program test_ftkv
     use, intrinsic :: iso_c_binding
     use, intrinsic :: iso_fortran_env, only: int64, output_unit
@@ -138,6 +139,46 @@ program test_ftkv
     call expect(.not. c_associated(kv), 'close nulls the handle')
     call ftkv_fence(kv, rc)
     call check(rc, KV_EMISUSE, 'fence on a closed (null) handle')
+
+    ! Durable commit, then a reopen loads the committed version back, bit for bit.
+    block
+        integer :: info
+        integer(c_int64_t) :: version, loaded
+        call MPI_Info_create(info, ierr)
+        call MPI_Info_set(info, 'ftkv_dir', 'build/tests/fortran-ftkv-data', ierr)
+        call MPI_Info_set(info, 'ftkv_load', 'none', ierr)
+        call ftkv_open(MPI_COMM_WORLD, 'fortran-commit', kv, rc, info)
+        call check(rc, KV_OK, 'open for commit')
+        call fill(rank + 100, mine)
+        write (key, '(a,i0)') 'commit/', rank
+        call ftkv_put(kv, trim(key), mine, rc)
+        call check(rc, KV_OK, 'put '//trim(key))
+        call ftkv_commit(kv, version, rc)
+        call check(rc, KV_OK, 'commit')
+        call expect(version >= 1, 'commit returns a version number')
+        call ftkv_put(kv, trim(key), mine(1:2), rc)
+        call check(rc, KV_OK, 'put after the commit (not committed)')
+        call ftkv_close(kv, rc)
+        call check(rc, KV_OK, 'close after commit')
+        call MPI_Info_set(info, 'ftkv_load', 'latest', ierr)
+        call ftkv_open(MPI_COMM_WORLD, 'fortran-commit', kv, rc, info)
+        call check(rc, KV_OK, 'reopen')
+        call ftkv_stat(kv, KV_STAT_VERSION, loaded, rc)
+        call check(rc, KV_OK, 'stat version')
+        call expect(loaded == version, 'the reopened store loaded the committed version')
+        do r = 0, nranks - 1
+            call fill(r + 100, want)
+            got = -1.0d0
+            write (key, '(a,i0)') 'commit/', r
+            call ftkv_get(kv, trim(key), got, rc, count=cnt)
+            call check(rc, KV_OK, 'get committed '//trim(key))
+            call expect(cnt == n .and. all(transfer(got, 0_int64, n) == transfer(want, 0_int64, n)), &
+                        'committed array back bit for bit')
+        end do
+        call ftkv_close(kv, rc)
+        call check(rc, KV_OK, 'close after reopen')
+        call MPI_Info_free(info, ierr)
+    end block
 
     call MPI_Allreduce(failures, total, 1, MPI_INTEGER, MPI_SUM, MPI_COMM_WORLD, ierr)
     if (rank == 0) then

@@ -13,6 +13,7 @@ typedef int (*get_t)(kv_store *, const void *, size_t, void *, size_t, size_t *)
 typedef int (*del_t)(kv_store *, const void *, size_t);
 typedef int (*fence_t)(kv_store *);
 typedef int (*commit_t)(kv_store *, uint64_t *);
+typedef int (*flush_status_t)(kv_store *, uint64_t, int *);
 typedef int (*locate_t)(kv_store *, const void *, size_t, int *, int, int *);
 typedef int (*stat_t)(const kv_store *, int, uint64_t *);
 typedef const char *(*strerror_t)(int);
@@ -28,6 +29,7 @@ int main(void) {
     del_t f = kv_del;
     fence_t g = kv_fence;
     commit_t m = kv_commit;
+    flush_status_t n = kv_flush_status;
     locate_t h = kv_locate;
     stat_t i = kv_stat;
     strerror_t j = kv_strerror;
@@ -42,7 +44,7 @@ int main(void) {
     size_t limits[] = {KV_MAX_KEY_LEN, KV_MAX_VALUE_LEN, (size_t)KV_MAX_NAME_LEN};
     int version = FTKV_VERSION_MAJOR * 10000 + FTKV_VERSION_MINOR * 100 + FTKV_VERSION_PATCH;
     kv_store *kv = NULL;
-    int all = a && b && c && d && e && f && g && h && i && j && k && l && m && kv == NULL;
+    int all = a && b && c && d && e && f && g && h && i && j && k && l && m && n && kv == NULL;
     return all && codes[9] == -9 && codes[10] == -10 && codes[11] == -11 && stats[9] == 10 &&
            stats[10] == 11 && stats[11] == 12 && stats[12] == 13 && limits[0] == 65536 && version >= 0 ? 0 : 1;
 }

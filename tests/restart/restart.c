@@ -2,13 +2,22 @@
  * restart.c - one step of a checkpoint/restart scenario (tests/restart/run.sh chains them).
  *
  *   restart write        commit version 1, then version 2 (overwrites, deletes, new keys), then
- *                        write more without committing and SIGKILL every rank: "the job dies"
+ *                        write more without committing and SIGKILL every rank: "the job dies";
+ *                        with WAIT_FLUSH=1 it first waits until version 2 is in FTKV_FLUSH_DIR
  *   restart check        open (loads the newest version) and check every key, byte for byte,
  *                        against EXPECT_STATE (1, 2 or 3) and EXPECT_VERSION (KV_STAT_VERSION)
  *   restart advance      check state 2, then change keys into state 3 and commit
  *   restart expect-loss  kv_open must fail with KV_EDATALOSS on every rank, naming EXPECT_LOST
  *   restart commit-fail  check state EXPECT_STATE, write state 3, kv_commit must return
  *                        EXPECT_RC on every rank, the handle must stay usable, then close
+ *   restart recommit     check EXPECT_STATE, then commit three times without changing anything
+ *                        (the 2nd and 3rd reuse the 1st's files as hard links)
+ *   restart chain        check state 2, commit (a base file), then go to state 3, back to 2 and to 3
+ *                        again, committing each (delta files on the base)
+ *   restart soak         (scripts/soak-commit.sh) check that the store is exactly some committed
+ *                        step's state, then commit step after step until killed (or SOAK_STEPS)
+ *   restart flush-fail   with an unusable FTKV_FLUSH_DIR: kv_commit succeeds, kv_flush_status
+ *                        reports KV_EIO for it and KV_ENOTFOUND for a version never committed
  *   restart big          open, put BIG_BYTES per rank in 1 MiB values, kv_commit must return
  *                        EXPECT_RC (a full disk), then the handle stays usable
  *
@@ -126,6 +135,59 @@ static long check_state(kv_store *kv, int state)
     return checked;
 }
 
+/* Soak states: step s rewrites the keys with i % 10 == s % 10 with value (i, 100 + s), or deletes
+ * them when s % 3 == 0; the others keep what an earlier step gave them. So each commit changes a
+ * tenth of the keys (kv_commit writes deltas) and a restart that mixed two steps, or lost a
+ * delta, is caught by the values. soak_tag is the tag key i has at step s (0: absent). */
+static long soak_tag(long i, long s)
+{
+    long last = s - (((s - i % 10) % 10) + 10) % 10; /* the latest step <= s that touched key i */
+    if (last < 1 || last % 3 == 0) return 0;
+    return 100 + last;
+}
+
+static long soak_check(kv_store *kv)
+{
+    int64_t step = 0;
+    size_t len = 0;
+    int rc = kv_get(kv, "soak/step", 9, &step, sizeof step, &len);
+    if (rc == KV_ENOTFOUND) return 0;
+    CHECK_RC(kv, rc, KV_OK, "soak/step", (size_t)9, "kv_get");
+    unsigned char *buf = t_xmalloc(65536), *want = t_xmalloc(65536);
+    long bad = 0;
+    for (long i = t_rank; i < keys_total; i += t_size) {
+        char key[64];
+        size_t klen, got = 0;
+        key_of(i, key, &klen);
+        rc = kv_get(kv, key, klen, buf, 65536, &got);
+        long tag = soak_tag(i, step);
+        if (tag == 0) {
+            if (rc != KV_ENOTFOUND) bad++;
+            continue;
+        }
+        size_t wl = value_len(i, (int)tag);
+        t_fill(want, wl, tag_seed(i, (int)tag));
+        if (rc != KV_OK || got != wl || memcmp(buf, want, wl) != 0) bad++;
+    }
+    CHECK(bad == 0, "%ld keys differ from step %lld's state", bad, (long long)step);
+    free(buf);
+    free(want);
+    return (long)step;
+}
+
+/* Polls kv_flush_status until `version` is flushed; returns the last result code. */
+static int wait_flushed(kv_store *kv, uint64_t version, double seconds)
+{
+    double t0 = MPI_Wtime();
+    int flushed = 0, rc;
+    while ((rc = kv_flush_status(kv, version, &flushed)) == KV_OK && !flushed && MPI_Wtime() - t0 < seconds) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (rc == KV_OK && !flushed) return KV_ETIMEDOUT;
+    return rc;
+}
+
 static void expect_version(kv_store *kv)
 {
     long want = t_env_long("EXPECT_VERSION", -1);
@@ -165,6 +227,11 @@ int main(int argc, char **argv)
         commit_expect(kv, KV_OK, &v2);
         CHECK(v1 >= 1 && v2 == v1 + 1, "versions %llu then %llu", (unsigned long long)v1, (unsigned long long)v2);
         check_state(kv, 2);
+        if (t_env_long("WAIT_FLUSH", 0)) {
+            double t0 = MPI_Wtime();
+            CHECK_RC(kv, wait_flushed(kv, v2, 60), KV_OK, "", (size_t)0, "kv_flush_status of version 2");
+            if (t_rank == 0) printf("restart: version %llu flushed to the second tier in %.3f s\n", (unsigned long long)v2, MPI_Wtime() - t0);
+        }
         for (long i = t_rank; i < 2 * keys_total; i += t_size)
             if (doomed_tag(i) > 0) put_tag(kv, i, doomed_tag(i));
         CHECK_RC(kv, kv_fence(kv), KV_OK, "", (size_t)0, "kv_fence");
@@ -185,6 +252,62 @@ int main(int argc, char **argv)
         write_state(kv, 2, 3);
         commit_expect(kv, KV_OK, NULL);
         check_state(kv, 3);
+    } else if (strcmp(mode, "soak") == 0 || strcmp(mode, "soak-check") == 0) {
+        uint64_t version = 0;
+        kv_stat(kv, KV_STAT_VERSION, &version);
+        long step = soak_check(kv);
+        long all_bad = 0;
+        MPI_Allreduce(&t_failures, &all_bad, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+        if (t_rank == 0) printf("restart: loaded version %llu = step %ld: %s\n", (unsigned long long)version, step,
+                                all_bad ? "MIXED OR DAMAGED" : "every key exactly as committed");
+        printf("soak: rank %d pid %ld\n", t_rank, (long)getpid());
+        fflush(stdout);
+        long steps = strcmp(mode, "soak") == 0 ? t_env_long("SOAK_STEPS", 1000000) : 0;
+        for (long n = 0; n < steps && all_bad == 0; n++) {
+            step++;
+            for (long i = t_rank; i < keys_total; i += t_size)
+                if (i % 10 == step % 10) put_tag(kv, i, (int)soak_tag(i, step));
+            if (t_rank == 0) {
+                int64_t st = step;
+                CHECK_RC(kv, kv_put(kv, "soak/step", 9, &st, sizeof st), KV_OK, "soak/step", (size_t)9, "kv_put");
+            }
+            commit_expect(kv, KV_OK, NULL);
+        }
+    } else if (strcmp(mode, "flush-fail") == 0) {
+        uint64_t v = 0;
+        write_state(kv, 0, 1);
+        commit_expect(kv, KV_OK, &v);
+        CHECK_RC(kv, wait_flushed(kv, v, 30), KV_EIO, "", (size_t)0, "kv_flush_status of a flush into an unusable directory");
+        if (t_rank == 0) printf("restart: the flush failed as expected: %s\n", kv_errmsg(kv));
+        int flushed = 7;
+        CHECK_RC(kv, kv_flush_status(kv, v + 100, &flushed), KV_ENOTFOUND, "", (size_t)0, "kv_flush_status of a version never committed");
+        CHECK_RC(kv, kv_flush_status(kv, v, NULL), KV_EINVAL, "", (size_t)0, "kv_flush_status with flushed == NULL");
+        check_state(kv, 1);
+    } else if (strcmp(mode, "chain") == 0) {
+        expect_version(kv);
+        check_state(kv, 2);
+        uint64_t v[4];
+        commit_expect(kv, KV_OK, &v[0]);
+        write_state(kv, 2, 3);
+        commit_expect(kv, KV_OK, &v[1]);
+        write_state(kv, 3, 2);
+        commit_expect(kv, KV_OK, &v[2]);
+        write_state(kv, 2, 3);
+        commit_expect(kv, KV_OK, &v[3]);
+        check_state(kv, 3);
+        if (t_rank == 0) printf("restart: committed versions %llu (state 2), %llu (3), %llu (2), %llu (3)\n", (unsigned long long)v[0],
+                                (unsigned long long)v[1], (unsigned long long)v[2], (unsigned long long)v[3]);
+    } else if (strcmp(mode, "recommit") == 0) {
+        int state = (int)t_env_long("EXPECT_STATE", 2);
+        expect_version(kv);
+        check_state(kv, state);
+        uint64_t v[3] = {0, 0, 0};
+        for (int i = 0; i < 3; i++) commit_expect(kv, KV_OK, &v[i]);
+        CHECK(v[1] == v[0] + 1 && v[2] == v[1] + 1, "versions %llu %llu %llu", (unsigned long long)v[0],
+              (unsigned long long)v[1], (unsigned long long)v[2]);
+        check_state(kv, state);
+        if (t_rank == 0) printf("restart: recommitted as versions %llu, %llu, %llu\n", (unsigned long long)v[0],
+                                (unsigned long long)v[1], (unsigned long long)v[2]);
     } else if (strcmp(mode, "commit-fail") == 0) {
         int state = (int)t_env_long("EXPECT_STATE", 2);
         expect_version(kv);

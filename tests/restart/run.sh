@@ -97,8 +97,18 @@ else
 fi
 step "ftkv_load=2 names an older version" 2 FTKV_DIR="$A" FTKV_LOAD=2 EXPECT_VERSION=2 -- check
 verify 0 "$A"
+step "commit unchanged: files reused as hard links" 5 FTKV_DIR="$A" EXPECT_STATE=3 EXPECT_VERSION=3 -- recommit
+links="$(stat -c %h "$A"/ckpt/v000000000006/r*.dat | sort -u | tr '\n' ' ')"
+if [ "$links" = "2 " ] && [ "$(ls "$A/ckpt" | tr '\n' ' ')" = "v000000000005 v000000000006 " ]; then
+    echo "  ok   versions 5 and 6 share version 4's files (link count 2), version 4's directory is gone"
+else
+    echo "  FAIL hard links: counts '$links', versions $(ls "$A/ckpt" | tr '\n' ' ')"
+    failed=$((failed + 1))
+fi
+step "restart from linked files" 2 FTKV_DIR="$A" EXPECT_STATE=3 EXPECT_VERSION=6 EXPECT_REPAIRED=0 -- check
+verify 0 "$A"
 if "$FTKV" verify --progress "$A" 2>&1 >/dev/null | grep -q '100%'; then echo "  ok   ftkv verify --progress draws a bar"; else echo "  FAIL ftkv verify --progress drew no bar"; failed=$((failed + 1)); fi
-if "$FTKV" inspect "$A" | grep -q 'version 3: complete.*3 ranks'; then echo "  ok   ftkv inspect: $("$FTKV" inspect "$A" | grep -m1 'version 3' | cut -c1-140)"; else echo "  FAIL ftkv inspect"; "$FTKV" inspect "$A"; failed=$((failed + 1)); fi
+if "$FTKV" inspect "$A" | grep -q 'version 6: complete.*5 ranks' && "$FTKV" inspect "$A" | grep -q 'base file of version 4, hard-linked'; then echo "  ok   ftkv inspect: $("$FTKV" inspect "$A" | grep -m1 'version 6' | cut -c1-140)"; else echo "  FAIL ftkv inspect"; "$FTKV" inspect "$A"; failed=$((failed + 1)); fi
 
 scenario "B. one directory per rank (FTKV_DIR, FTKV_NODE per rank): restart on fewer and more ranks, then with one directory deleted"
 B="$WORK/b"
@@ -167,6 +177,38 @@ E2="$WORK/e2"
 killed "write v1, v2, then die" 4 "killing the job" FTKV_DIR="$E2" -- write
 killed "rank 1 dies after every rank's data is durable, before its manifest copy" 4 "state 2 checked" FTKV_DIR="$E2" FTKV_TEST_FAULT=die-before-publish FTKV_TEST_FAULT_RANK=1 FTKV_TIMEOUT=5 -- advance
 step "restart: another rank published, the new version" 4 FTKV_DIR="$E2" EXPECT_STATE=3 EXPECT_VERSION=3 -- check
+
+scenario "G. the second tier (FTKV_FLUSH_DIR, shared): flushed in the background; every node directory lost"
+G="$WORK/g"
+PER_RANK="$G" killed "write v1, v2, wait for the flush, then die" 4 "killing the job" FTKV_FLUSH_DIR="$G/pfs" WAIT_FLUSH=1 -- write
+grep -m1 'flushed to the second tier' "$LOG" | sed 's/^/         /'
+verify 0 "$G/pfs"
+rm -rf "$G"/node*
+PER_RANK="$G" step "every node directory gone: v2 from the second tier" 3 FTKV_FLUSH_DIR="$G/pfs" EXPECT_VERSION=2 EXPECT_REPAIRED=0 -- check
+PER_RANK="$G" step "advance to v3 (node directories rebuilt)" 4 FTKV_FLUSH_DIR="$G/pfs" EXPECT_VERSION=2 -- advance
+step "an unusable flush directory: the commit stands, kv_flush_status says KV_EIO" 2 FTKV_DIR="$G/h" FTKV_FLUSH_DIR=/etc/passwd/not-a-dir -- flush-fail
+
+scenario "H. delta commits: a base file and deltas of what changed; a damaged or deleted delta repaired from a replica"
+H="$WORK/h"
+killed "write v1, v2, then die" 4 "killing the job" FTKV_DIR="$H.pristine" -- write
+step "commit a base, then three deltas" 4 FTKV_DIR="$H.pristine" EXPECT_VERSION=2 -- chain
+if "$FTKV" inspect "$H.pristine" | grep -q 'version 6: .*' && "$FTKV" inspect "$H.pristine" | grep -q '+ 3 delta(s) of versions 4,5,6'; then
+    echo "  ok   ftkv inspect: $("$FTKV" inspect "$H.pristine" | grep -m1 '+ 3 delta' | sed 's/^ *//' | cut -c1-150)"
+else
+    echo "  FAIL ftkv inspect shows no chain of 3 deltas"; "$FTKV" inspect "$H.pristine" | tail -n 8; failed=$((failed + 1))
+fi
+verify 0 "$H.pristine"
+V6="$H/ckpt/v000000000006"
+dmg() { rm -rf "$H"; cp -a "$H.pristine" "$H"; ( cd "$V6" && "$@" ); }
+step "restart from base + deltas" 3 FTKV_DIR="$H.pristine" EXPECT_STATE=3 EXPECT_VERSION=6 EXPECT_REPAIRED=0 -- check
+dmg flip r000001.d000000000005.dat 100
+verify 1 "$H"
+step "a delta's byte flipped: that rank's part from replicas" 4 FTKV_DIR="$H" EXPECT_STATE=3 EXPECT_VERSION=6 EXPECT_REPAIRED=1 -- check
+dmg rm r000002.d000000000006.dat
+verify 1 "$H"
+step "a delta deleted" 5 FTKV_DIR="$H" EXPECT_STATE=3 EXPECT_VERSION=6 EXPECT_REPAIRED=1 -- check
+dmg flip r000003.dat 5000
+step "a base file's byte flipped under its deltas" 4 FTKV_DIR="$H" EXPECT_STATE=3 EXPECT_VERSION=6 EXPECT_REPAIRED=1 -- check
 
 scenario "F. a full filesystem (6 MiB tmpfs) during kv_commit"
 F="$WORK/full"

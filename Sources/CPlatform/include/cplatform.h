@@ -8,6 +8,10 @@
 /* mremap(MREMAP_MAYMOVE) of an anonymous mapping; NULL on failure. */
 void *cplatform_mremap_grow(void *old, size_t old_size, size_t new_size);
 
+/* Starts writeback of [offset, offset+len) of fd now (sync_file_range SYNC_FILE_RANGE_WRITE), so
+ * the disk works while the caller prepares the next bytes; 0 or -1 with errno. */
+int cplatform_start_writeback(int fd, long long offset, long long len);
+
 /* CRC32C (Castagnoli) of len bytes, continuing from crc (0 to start; pass the previous result to
  * continue, as zlib's crc32). SSE4.2's crc32 instruction when the CPU has it, else a table. */
 uint32_t cplatform_crc32c(uint32_t crc, const void *buf, size_t len);

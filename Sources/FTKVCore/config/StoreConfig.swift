@@ -43,9 +43,12 @@ public struct StoreConfig: Sendable, Equatable {
     /// Complete versions kept on disk; older ones are removed after a newer one is complete.
     public var keep = 2
     public var load = LoadChoice.latest
+    /// The second tier (a shared directory standing for the parallel file system): committed
+    /// versions are copied there in the background; nil: none.
+    public var flushDirectory: String?
 
     public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node",
-                              "ftkv_dir", "ftkv_keep", "ftkv_load"]
+                              "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir"]
 
     public init() {}
 
@@ -102,6 +105,13 @@ public struct StoreConfig: Sendable, Equatable {
                 throw KVFailure(.invalid, "\(source) = '\(text)': expected a directory path")
             }
             config.directory = dir
+        }
+        if let (text, source) = value("ftkv_flush_dir") {
+            let dir = text.trimmingSpaces
+            guard !dir.isEmpty, dir.utf8.count <= 4096 else {
+                throw KVFailure(.invalid, "\(source) = '\(text)': expected a directory path")
+            }
+            config.flushDirectory = dir
         }
         if let (text, source) = value("ftkv_keep") {
             guard let k = Int(text.trimmingSpaces), k >= 1, k <= 1_000_000 else {

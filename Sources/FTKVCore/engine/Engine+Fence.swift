@@ -133,6 +133,7 @@ extension Engine {
         case .finalized:
             state = .closed
             lock.unlock()
+            flusher?.finish()
             Lifecycle.unregister(self)
             throw KVFailure(.misuse, "MPI was finalised before kv_close: memory released, nothing flushed")
         case .broken(let f):
@@ -147,6 +148,8 @@ extension Engine {
         }
         lock.unlock()
         progressThread?.stop()
+        // The flush in progress (and one waiting) finish first: the process may exit next.
+        flusher?.finish()
         lock.lock()
         progressThread = nil
         switch state {

@@ -108,6 +108,11 @@ extension Engine {
         let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view, faults: faults.on(rank: rank))
         // A store with committed versions on disk is loaded before anyone can use the handle.
         try engine.lock.withLock { try engine.restoreLocked() }
+        if let dir = config.flushDirectory {
+            let flusher = SecondTierFlusher(tier: StoreDirectory(base: dir, store: name!), rank: Int(rank), keep: config.keep)
+            try flusher.start()
+            engine.flusher = flusher
+        }
         let wantThread = config.progress == .thread || (config.progress == .auto && multiple)
         if wantThread {
             let thread = ProgressThread { [unowned engine] in engine.backgroundStep() }

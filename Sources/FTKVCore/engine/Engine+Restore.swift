@@ -14,15 +14,20 @@ extension Engine {
         let wait = { (r: inout MPIRequest) in try self.completeLocked(&r, what: "kv_open: loading the committed store") }
 
         // 1. Which version, and its manifest from a rank that has an intact copy.
+        // This rank's own directory, and the shared second tier if there is one (where a version
+        // counts only once every rank's file has arrived).
         let versions = checkpoints.scan()
+        let tier = config.flushDirectory.map { StoreDirectory(base: $0, store: name) }
+        let tierVersions = tier?.scan(requireAllFiles: true) ?? []
+        let complete = (versions + tierVersions).filter { $0.isComplete }
         var mine = RestartPlan.DirectoryReport()
-        mine.newestComplete = versions.last(where: { $0.isComplete })?.number ?? 0
-        mine.newestSeen = versions.last?.number ?? 0
-        if case .version(let v) = config.load, versions.contains(where: { $0.number == v && $0.isComplete }) { mine.hasRequested = 1 }
+        mine.newestComplete = complete.map { $0.number }.max() ?? 0
+        mine.newestSeen = (versions + tierVersions).map { $0.number }.max() ?? 0
+        if case .version(let v) = config.load, complete.contains(where: { $0.number == v }) { mine.hasRequested = 1 }
         let reports = try Collectives.allgatherFixed(mine, comm: comm, size: size, wait: wait)
         nextVersion = (reports.map { $0.newestSeen }.max() ?? 0) + 1
         guard let (version, root) = try RestartPlan.choose(config.load, reports: reports) else { return }
-        let ownCopy = rank == Int32(root) ? versions.first(where: { $0.number == version })?.manifest?.encoded() ?? [] : []
+        let ownCopy = rank == Int32(root) ? complete.first(where: { $0.number == version })?.manifest?.encoded() ?? [] : []
         let shared = try Collectives.broadcastBytes(ownCopy, root: Int32(root), rank: rank, comm: comm, wait: wait)
         guard let manifest = Manifest.parse(shared), manifest.version == version, let oldPlacement = manifest.placement else {
             throw KVFailure(.internal, "the manifest of version \(version) changed while it was being shared")
@@ -33,25 +38,34 @@ extension Engine {
 
         // 2. Who reads which old rank's file: one reader per file among the ranks that see it.
         let oldRanks = manifest.ranks
-        let have = (0..<oldRanks).map { k -> UInt8 in
-            FileSystem.fileSize(checkpoints.dataPath(version, rank: k)) == Int(manifest.files[k].bytes) ? 1 : 0
+        // A rank's part is its base file and its deltas: all there at their committed sizes.
+        func partComplete(_ dir: StoreDirectory, _ k: Int) -> Bool {
+            manifest.files[k].parts.allSatisfy { FileSystem.fileSize(dir.filePath(version, name: $0.name)) == Int($0.part.bytes) }
         }
-        let seen = try Collectives.allgatherBytes(have, comm: comm, size: size, wait: wait).map { $0.map { $0 != 0 } }
+        let have = (0..<oldRanks).map { k -> UInt8 in
+            if partComplete(checkpoints, k) { return 2 }
+            if let tier, partComplete(tier, k) { return 1 }
+            return 0
+        }
+        let seen = try Collectives.allgatherBytes(have, comm: comm, size: size, wait: wait)
         let readers = RestartPlan.assignReaders(available: seen, fileBytes: manifest.files.map { $0.bytes })
+        // Where this rank reads each part it was given: its own copy, else the second tier's.
+        func directory(_ k: Int) -> StoreDirectory { have[k] == 2 || tier == nil ? checkpoints : tier! }
         var usable = readers.map { $0 != nil }
         var problems: [Int: String] = [:]
         for k in 0..<oldRanks where readers[k] == nil {
-            problems[k] = "missing from every rank's directory, or not of its committed size (\(manifest.files[k].bytes) bytes)"
+            problems[k] = "missing from every rank's directory, or not of its committed size (\(manifest.files[k].bytes) bytes"
+                + (manifest.files[k].deltas.isEmpty ? ")" : " in \(manifest.files[k].parts.count) files)")
         }
         let myFiles = (0..<oldRanks).filter { readers[$0] == Int(rank) }
-        let estimate = myFiles.reduce(0) { $0 + Int(manifest.files[$1].records) }
+        let estimate = myFiles.reduce(0) { $0 + Int(manifest.files[$1].parts.reduce(UInt64(0)) { $0 + $1.part.records }) }
 
         // 3. Round 1: every record from the first usable copy.
         var damage: [Int: String] = [:]
         let firstChoice = usable
         if let refused = try flush(count: estimate, records: { emit in
             for k in myFiles {
-                damage[k] = try self.loadDataFile(version: version, oldRank: k, placement: oldPlacement) { replicas in
+                damage[k] = try self.loadPart(manifest.files[k], from: directory(k), version: version, placement: oldPlacement) { replicas in
                     RestartPlan.source(of: replicas, usable: firstChoice) == k
                 } emit: { try emit($0) }
             }
@@ -73,7 +87,7 @@ extension Engine {
             let good = myFiles.filter { usable[$0] }
             if let refused = try flush(count: estimate, records: { emit in
                 for k in good {
-                    _ = try self.loadDataFile(version: version, oldRank: k, placement: oldPlacement) { replicas in
+                    _ = try self.loadPart(manifest.files[k], from: directory(k), version: version, placement: oldPlacement) { replicas in
                         guard let first = RestartPlan.source(of: replicas, usable: firstChoice) else { return false }
                         return !usable[first]
                     } emit: { try emit($0) }
@@ -103,22 +117,43 @@ extension Engine {
         }
     }
 
-    /// Reads one old rank's data file, passing each intact record that `wanted` (given the
-    /// record's old replicas) accepts to `emit`. Returns what is damaged, or nil if the whole file
-    /// verified. Never throws for damage, only when `emit` does (a failed shipment).
-    private func loadDataFile(version: UInt64, oldRank k: Int, placement old: Placement,
-                              wanted: (ArraySlice<Int32>) -> Bool, emit: (RecordView) throws -> Void) throws -> String? {
-        let path = checkpoints.dataPath(version, rank: k)
+    /// Reads one old rank's part (its base file and deltas), passing each intact record that
+    /// `wanted` (given the record's old replicas) accepts to `emit`. The deltas are verified
+    /// before anything is emitted: with a damaged delta, the base's older values must not be
+    /// loaded as if current. Returns what is damaged, or nil if every file verified. Never throws
+    /// for damage, only when `emit` does (a failed shipment).
+    private func loadPart(_ entry: Manifest.FileEntry, from dir: StoreDirectory, version: UInt64, placement old: Placement,
+                          wanted: (ArraySlice<Int32>) -> Bool, emit: (RecordView) throws -> Void) throws -> String? {
+        let parts = entry.parts
+        for (fileName, part) in parts.dropFirst() {
+            if let damage = try readFile(dir.filePath(version, name: fileName), part: part, rank: entry.rank, emit: { _, _, _, _ in }) {
+                return "(delta \(fileName)) " + damage
+            }
+        }
+        // Newest first: a replica applies a record only if it is newer than what it holds, so
+        // each key is written once instead of once per file.
+        for (fileName, part) in parts.reversed() {
+            let damage = try readFile(dir.filePath(version, name: fileName), part: part, rank: entry.rank) { key, value, stamp, tombstone in
+                let hash = StableHash.hash(key)
+                guard old.withReplicas(ofHash: hash, wanted) else { return }
+                try emit(RecordView(key: key, value: value, stamp: stamp, isTombstone: tombstone, hash: hash))
+            }
+            if let damage { return (fileName == parts[0].name ? "" : "(delta \(fileName)) ") + damage }
+        }
+        return nil
+    }
+
+    /// One data file: checked against what the manifest says of it, records passed to `emit`.
+    private func readFile(_ path: String, part: Manifest.Part, rank k: Int,
+                          emit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, Stamp, Bool) throws -> Void) throws -> String? {
         let reader: DataFileReader
         do { reader = try DataFileReader(path: path) } catch let f as KVFailure { return f.message }
-        if case .success(let h) = reader.header(), h.storeVersion != version || h.writerRank != UInt32(k) {
+        if case .success(let h) = reader.header(), h.storeVersion != part.written || h.writerRank != UInt32(k) {
             return "its header names version \(h.storeVersion), rank \(h.writerRank)"
         }
-        let (_, damage) = try reader.forEachRecord { key, value, stamp in
-            let hash = StableHash.hash(key)
-            guard old.withReplicas(ofHash: hash, wanted) else { return }
-            try emit(RecordView(key: key, value: value, stamp: stamp, isTombstone: false, hash: hash))
-        }
-        return damage.map { "is damaged: \($0)" }
+        let (count, damage) = try reader.forEachRecord { key, value, stamp, tombstone in try emit(key, value, stamp, tombstone) }
+        if let damage { return "is damaged: \(damage)" }
+        guard count == part.records else { return "holds \(count) records, the manifest says \(part.records)" }
+        return nil
     }
 }

@@ -76,6 +76,10 @@ public final class Engine: @unchecked Sendable {
     var nextVersion: UInt64 = 1
     /// The version last committed or loaded at open (0: none).
     var lastVersion: UInt64 = 0
+    /// Copies committed versions to ftkv_flush_dir in the background (nil: no second tier).
+    var flusher: SecondTierFlusher?
+    /// This rank's data file of its last commit (reused by a commit that finds the store unchanged).
+    var lastCommittedFile: CommittedFile?
     /// Data files found missing or damaged when this store was loaded (their records came from
     /// replicas).
     var repairedFiles = 0

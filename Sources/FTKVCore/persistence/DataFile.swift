@@ -1,3 +1,4 @@
+import CPlatform
 import Glibc
 
 /// One rank's part of a committed version: every live record the rank held as a replica, each
@@ -10,6 +11,7 @@ public enum DataFileFormat {
     public static let headerSize = 64
     public static let trailerSize = 32
     public static let recordHeaderSize = 40
+    static let tombstoneFlag: UInt32 = 1
 
     @inline(__always)
     static func recordSize(keyLen: Int, valueLen: Int) -> Int { (recordHeaderSize + keyLen + valueLen + 7) & ~7 }
@@ -92,18 +94,20 @@ public enum DataFileFormat {
     }
 
     /// A whole record at the start of `p` (recordExtent bytes), if its checksum holds.
-    static func parseRecord(_ p: UnsafeRawBufferPointer) -> (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, stamp: Stamp, crc: UInt32)? {
+    static func parseRecord(_ p: UnsafeRawBufferPointer) -> (key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, stamp: Stamp, tombstone: Bool, crc: UInt32)? {
         guard p.count >= recordHeaderSize else { return nil }
         let keyLen = Int(load(p, 4, UInt32.self))
         let valueLen = Int(load(p, 8, UInt32.self))
         guard keyLen >= 1, recordHeaderSize + keyLen + valueLen <= p.count else { return nil }
         let stored = load(p, 0, UInt32.self)
         let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: p[4..<(recordHeaderSize + keyLen + valueLen)]))
-        guard crc == stored, load(p, 12, UInt32.self) == 0 else { return nil }
+        let flags = load(p, 12, UInt32.self)
+        // Flags: 0 a value, 1 a tombstone (delta files only), which has no value bytes.
+        guard crc == stored, flags <= tombstoneFlag, flags == 0 || valueLen == 0 else { return nil }
         let stamp = Stamp(fence: load(p, 16, UInt64.self), rank: load(p, 32, UInt32.self), seq: load(p, 24, UInt64.self))
         let base = p.baseAddress!
         return (UnsafeRawBufferPointer(start: base + recordHeaderSize, count: keyLen),
-                UnsafeRawBufferPointer(start: base + recordHeaderSize + keyLen, count: valueLen), stamp, crc)
+                UnsafeRawBufferPointer(start: base + recordHeaderSize + keyLen, count: valueLen), stamp, flags == tombstoneFlag, crc)
     }
 }
 
@@ -140,7 +144,9 @@ public final class DataFileWriter {
         buffer = b
         capacity = bufferBytes
         self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // A new inode, never truncation: the name may be a hard link to an older version's file.
+        unlink(path)
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else {
             free(b)
             throw FileSystem.failure("cannot create", path)
@@ -155,9 +161,12 @@ public final class DataFileWriter {
         free(buffer)
     }
 
-    public func append(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, stamp: Stamp) throws {
+    /// Appends a record; a tombstone (delta files only) carries no value.
+    public func append(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, stamp: Stamp, tombstone: Bool = false) throws {
+        let value = tombstone ? UnsafeRawBufferPointer(start: nil, count: 0) : value
         let size = DataFileFormat.recordSize(keyLen: key.count, valueLen: value.count)
-        var head = (UInt32(0), UInt32(key.count).littleEndian, UInt32(value.count).littleEndian, UInt32(0),
+        var head = (UInt32(0), UInt32(key.count).littleEndian, UInt32(value.count).littleEndian,
+                    (tombstone ? DataFileFormat.tombstoneFlag : 0).littleEndian,
                     stamp.fence.littleEndian, stamp.seq.littleEndian, stamp.rank.littleEndian, UInt32(0))
         var crc = withUnsafeBytes(of: &head) { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[4..<DataFileFormat.recordHeaderSize])) }
         crc = CRC32C.checksum(key, continuing: crc)
@@ -215,8 +224,12 @@ public final class DataFileWriter {
     }
 
     private func drain() throws {
+        let start = written
         try put(UnsafeRawBufferPointer(start: buffer, count: used))
         used = 0
+        // Start writing these bytes to disk now, while the next buffer is filled: the final fsync
+        // then waits for the tail only. Advisory: a failure shows up in fsync.
+        _ = cplatform_start_writeback(fd, Int64(start), Int64(written - start))
     }
 }
 
@@ -314,7 +327,7 @@ public final class DataFileReader {
     /// Returns the number of good records and the damage found (nil: the whole file verified,
     /// header, trailer, record count and the chain of record checksums included).
     @discardableResult
-    public func forEachRecord(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, _ stamp: Stamp) throws -> Void) rethrows
+    public func forEachRecord(_ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, _ stamp: Stamp, _ tombstone: Bool) throws -> Void) rethrows
         -> (records: UInt64, damage: DataFileDamage?) {
         if case .failure(let d) = header() { return (0, d) }
         let trailerResult = trailer()
@@ -335,7 +348,7 @@ public final class DataFileReader {
             guard let whole = bytes(at: offset, count: extent), let rec = DataFileFormat.parseRecord(whole) else {
                 return (count, DataFileDamage(offset: offset, "record \(count) fails its checksum"))
             }
-            try body(rec.key, rec.value, rec.stamp)
+            try body(rec.key, rec.value, rec.stamp, rec.tombstone)
             var le = rec.crc.littleEndian
             chain = withUnsafeBytes(of: &le) { CRC32C.checksum($0, continuing: chain) }
             count += 1

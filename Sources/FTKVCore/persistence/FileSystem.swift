@@ -1,3 +1,4 @@
+import CPlatform
 import Glibc
 
 /// The POSIX calls persistence makes, each turning errno into a KV_EIO failure that names the
@@ -76,6 +77,38 @@ public enum FileSystem {
             if !ok { unlink(tmp) }
         }
         try bytes.withUnsafeBytes { try writeAll(fd, $0, path: tmp) }
+        guard fsync(fd) == 0 else { throw failure("cannot fsync", tmp) }
+        guard rename(tmp, path) == 0 else { throw failure("cannot rename into place", path) }
+        ok = true
+        try syncDirectory(parentDirectory(path))
+    }
+
+    /// Copies the whole file open at `source` to `path` via a temporary name: written, fsynced,
+    /// renamed into place, directory fsynced. A reader sees the complete file or none.
+    public static func copy(from source: Int32, to path: String, temporarySuffix: String) throws {
+        let tmp = path + temporarySuffix
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure("cannot create", tmp) }
+        var ok = false
+        defer {
+            close(fd)
+            if !ok { unlink(tmp) }
+        }
+        let chunk = 8 << 20
+        guard let buffer = malloc(chunk) else { throw KVFailure(.noMemory, "cannot allocate a copy buffer") }
+        defer { free(buffer) }
+        var offset = 0
+        while true {
+            let n = pread(source, buffer, chunk, off_t(offset))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw failure("cannot read the local copy for", path)
+            }
+            if n == 0 { break }
+            try writeAll(fd, UnsafeRawBufferPointer(start: buffer, count: n), path: tmp)
+            _ = cplatform_start_writeback(fd, Int64(offset), Int64(n))
+            offset += n
+        }
         guard fsync(fd) == 0 else { throw failure("cannot fsync", tmp) }
         guard rename(tmp, path) == 0 else { throw failure("cannot rename into place", path) }
         ok = true

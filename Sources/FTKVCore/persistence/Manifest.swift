@@ -4,22 +4,76 @@
 public struct Manifest: Equatable, Sendable {
     public static let formatVersion = 1
 
-    public struct FileEntry: Equatable, Sendable {
-        /// The rank that wrote it (its rank in the committing job).
-        public var rank: Int
+    /// One file of a rank's chain: the base file (every record) or a delta (what changed since
+    /// the version before, tombstones included).
+    public struct Part: Equatable, Sendable {
+        /// The version the file was written for (its header says so).
+        public var written: UInt64
         public var bytes: UInt64
         public var records: UInt64
-        /// Records in this file whose primary replica was this rank: over all files, the keys.
-        public var primaryRecords: UInt64
         /// CRC32C over the record checksums, in file order (the trailer holds it too).
         public var chain: UInt32
 
-        public init(rank: Int, bytes: UInt64, records: UInt64, primaryRecords: UInt64, chain: UInt32) {
-            self.rank = rank
+        public init(written: UInt64, bytes: UInt64, records: UInt64, chain: UInt32) {
+            self.written = written
             self.bytes = bytes
             self.records = records
-            self.primaryRecords = primaryRecords
             self.chain = chain
+        }
+    }
+
+    /// What one rank of the committing job wrote: a base file and the deltas on top of it, all
+    /// present (as hard links) in the version's directory.
+    public struct FileEntry: Equatable, Sendable {
+        /// The rank that wrote it (its rank in the committing job).
+        public var rank: Int
+        public var base: Part
+        public var deltas: [Part]
+        /// Live keys this rank was the primary of at this version: over all ranks, the keys.
+        public var primaryRecords: UInt64
+
+        public init(rank: Int, base: Part, deltas: [Part] = [], primaryRecords: UInt64) {
+            self.rank = rank
+            self.base = base
+            self.deltas = deltas
+            self.primaryRecords = primaryRecords
+        }
+
+        /// Base first, then deltas oldest first, with their file names.
+        public var parts: [(name: String, part: Part)] {
+            [(StoreDirectory.dataFileName(rank: rank), base)]
+                + deltas.map { (StoreDirectory.deltaFileName(rank: rank, written: $0.written), $0) }
+        }
+
+        public var bytes: UInt64 { parts.reduce(0) { $0 + $1.part.bytes } }
+
+        func lines() -> String {
+            var text = "file \(rank) \(StoreDirectory.dataFileName(rank: rank)) bytes \(base.bytes) records \(base.records) primary \(primaryRecords) chain \(base.chain) written \(base.written)\n"
+            for d in deltas {
+                text += "delta \(rank) \(StoreDirectory.deltaFileName(rank: rank, written: d.written)) bytes \(d.bytes) records \(d.records) chain \(d.chain) written \(d.written)\n"
+            }
+            return text
+        }
+
+        /// Parses the lines of one rank's entry (a file line, then its delta lines).
+        static func parse(_ lines: [[String]], rank r: Int, version: UInt64) -> FileEntry? {
+            guard let w = lines.first, w.count == 13, w[0] == "file", Int(w[1]) == r, w[2] == StoreDirectory.dataFileName(rank: r),
+                  w[3] == "bytes", let b = UInt64(w[4]), w[5] == "records", let rc = UInt64(w[6]),
+                  w[7] == "primary", let pr = UInt64(w[8]), w[9] == "chain", let ch = UInt32(w[10]),
+                  w[11] == "written", let wr = UInt64(w[12]), wr >= 1, wr <= version else { return nil }
+            var entry = FileEntry(rank: r, base: Part(written: wr, bytes: b, records: rc, chain: ch), primaryRecords: pr)
+            var last = wr
+            for d in lines.dropFirst() {
+                guard d.count == 11, d[0] == "delta", Int(d[1]) == r, d[3] == "bytes", let db = UInt64(d[4]),
+                      d[5] == "records", let drc = UInt64(d[6]), d[7] == "chain", let dch = UInt32(d[8]),
+                      d[9] == "written", let dwr = UInt64(d[10]), dwr > last, dwr <= version,
+                      d[2] == StoreDirectory.deltaFileName(rank: r, written: dwr) else { return nil }
+                entry.deltas.append(Part(written: dwr, bytes: db, records: drc, chain: dch))
+                last = dwr
+            }
+            // The keys a rank was primary of are among the records of its chain.
+            guard pr <= rc + entry.deltas.reduce(0, { $0 + $1.records }) else { return nil }
+            return entry
         }
     }
 
@@ -66,9 +120,7 @@ public struct Manifest: Equatable, Sendable {
         text += "created \(created)\n"
         text += "ranks \(ranks)\n"
         for (r, n) in nodeOfRank.enumerated() { text += "rank \(r) node \(n)\n" }
-        for f in files {
-            text += "file \(f.rank) \(StoreDirectory.dataFileName(rank: f.rank)) bytes \(f.bytes) records \(f.records) primary \(f.primaryRecords) chain \(f.chain)\n"
-        }
+        for f in files { text += f.lines() }
         var bytes = Array(text.utf8)
         let crc = CRC32C.checksum(bytes)
         bytes += Array("end crc32c \(crc)\n".utf8)
@@ -99,7 +151,7 @@ public struct Manifest: Equatable, Sendable {
               let consistencyText = field("consistency"),
               let created = field("created").flatMap({ UInt64($0) }),
               let ranks = field("ranks").flatMap({ Int($0) }), ranks >= 1, ranks <= 1 << 24,
-              lines.count - i == 2 * ranks else { return nil }
+              lines.count - i >= 2 * ranks else { return nil }
         let consistency: Consistency
         switch consistencyText {
         case "fence": consistency = .fence
@@ -115,13 +167,13 @@ public struct Manifest: Equatable, Sendable {
         }
         var files: [FileEntry] = []
         for r in 0..<ranks {
-            let w = lines[i]
-            guard w.count == 11, w[0] == "file", Int(w[1]) == r, w[2] == StoreDirectory.dataFileName(rank: r),
-                  w[3] == "bytes", let b = UInt64(w[4]), w[5] == "records", let rc = UInt64(w[6]),
-                  w[7] == "primary", let pr = UInt64(w[8]), pr <= rc, w[9] == "chain", let ch = UInt32(w[10]) else { return nil }
-            files.append(FileEntry(rank: r, bytes: b, records: rc, primaryRecords: pr, chain: ch))
-            i += 1
+            var end = i + 1
+            while end < lines.count, lines[end].first == "delta" { end += 1 }
+            guard i < lines.count, let entry = FileEntry.parse(Array(lines[i..<end]), rank: r, version: version) else { return nil }
+            files.append(entry)
+            i = end
         }
+        guard i == lines.count else { return nil }
         return Manifest(store: store, version: version, interval: interval, replicas: replicas, consistency: consistency,
                         created: created, nodeOfRank: nodes, files: files)
     }

@@ -11,11 +11,15 @@ public struct StoreDirectory: Sendable {
     public init(path: String) { self.path = path }
 
     public static func dataFileName(rank: Int) -> String { "r" + padded(rank, 6) + ".dat" }
+    public static func deltaFileName(rank: Int, written: UInt64) -> String {
+        "r" + padded(rank, 6) + ".d" + padded(Int(truncatingIfNeeded: written), 12) + ".dat"
+    }
     public static func manifestName(rank: Int) -> String { "MANIFEST-r" + padded(rank, 6) }
     public static func versionName(_ v: UInt64) -> String { "v" + padded(Int(truncatingIfNeeded: v), 12) }
 
     public func versionPath(_ v: UInt64) -> String { path + "/" + StoreDirectory.versionName(v) }
     public func dataPath(_ v: UInt64, rank: Int) -> String { versionPath(v) + "/" + StoreDirectory.dataFileName(rank: rank) }
+    public func filePath(_ v: UInt64, name: String) -> String { versionPath(v) + "/" + name }
     public func manifestPath(_ v: UInt64, rank: Int) -> String { versionPath(v) + "/" + StoreDirectory.manifestName(rank: rank) }
 
     static func padded(_ n: Int, _ width: Int) -> String {
@@ -34,7 +38,9 @@ public struct StoreDirectory: Sendable {
     }
 
     /// Every version directory, oldest first. A missing directory is an empty store.
-    public func scan() -> [VersionState] {
+    /// `requireAllFiles` (the shared second tier, filled by each rank on its own time): a version
+    /// is complete only once every data file its manifest lists is there with its size too.
+    public func scan(requireAllFiles: Bool = false) -> [VersionState] {
         var found: [VersionState] = []
         for name in FileSystem.list(path) ?? [] {
             guard name.count > 1, name.first == "v", let v = UInt64(name.dropFirst()), v > 0 else { continue }
@@ -42,7 +48,10 @@ public struct StoreDirectory: Sendable {
             let dir = path + "/" + name
             for file in (FileSystem.list(dir) ?? []).sorted() where file.hasPrefix("MANIFEST-r") && !file.contains(".tmp") {
                 if let bytes = FileSystem.readAll(dir + "/" + file), let m = Manifest.parse(bytes), m.version == v {
-                    if state.manifest == nil { state.manifest = m }
+                    let filesThere = !requireAllFiles || m.files.allSatisfy { f in
+                        f.parts.allSatisfy { FileSystem.fileSize(filePath(v, name: $0.name)) == Int($0.part.bytes) }
+                    }
+                    if state.manifest == nil && filesThere { state.manifest = m }
                 } else {
                     state.damagedManifests.append(file)
                 }
@@ -55,8 +64,8 @@ public struct StoreDirectory: Sendable {
     /// Removes every version but the newest `keep` complete ones (incomplete versions older than
     /// the newest are leftovers of interrupted commits). Called only after a newer version is
     /// complete; ranks sharing the directory may race here, which is harmless.
-    public func collectGarbage(keep: Int) {
-        let versions = scan()
+    public func collectGarbage(keep: Int, requireAllFiles: Bool = false) {
+        let versions = scan(requireAllFiles: requireAllFiles)
         let kept = Set(versions.filter { $0.isComplete }.suffix(keep).map { $0.number })
         guard let newest = kept.max() else { return }
         for v in versions where !kept.contains(v.number) && v.number < newest {

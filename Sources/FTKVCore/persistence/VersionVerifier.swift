@@ -41,14 +41,10 @@ public enum VersionVerifier {
         for entry in manifest.files {
             var found: [Copy] = []
             for dir in directories {
-                let path = dir.dataPath(version, rank: entry.rank)
-                guard !seenPaths.contains(path), let size = FileSystem.fileSize(path) else { continue }
-                seenPaths.insert(path)
-                guard UInt64(size) == entry.bytes else {
-                    found.append(Copy(path: path, state: .wrongSize(UInt64(size))))
-                    continue
-                }
-                found.append(Copy(path: path, state: check(path: path, entry: entry, version: version) { bytesRead += $0; progress(bytesRead) }))
+                let base = dir.dataPath(version, rank: entry.rank)
+                guard !seenPaths.contains(base), FileSystem.fileSize(base) != nil else { continue }
+                seenPaths.insert(base)
+                found.append(Copy(path: base, state: check(entry, in: dir, version: version) { bytesRead += $0; progress(bytesRead) }))
             }
             copies.append(found)
         }
@@ -56,49 +52,66 @@ public enum VersionVerifier {
         guard !bad.isEmpty else {
             return Report(manifest: manifest, copies: copies, lostKeys: 0, lostByPrimary: [:], bytesRead: bytesRead)
         }
-        // Some file has no intact copy: collect the distinct keys of its primaries from every
-        // intact record anywhere (damaged copies contribute their verified prefix).
+        // Some rank's part has no intact copy: replay every intact part (base, then deltas, the
+        // newest record of a key winning) for the keys whose primary it was, and count the live ones.
         let badSet = Set(bad)
-        var keys: [Int: Set<[UInt8]>] = [:]
+        var latest: [Int: [[UInt8]: (Stamp, Bool)]] = [:]
         for k in copies.indices {
-            for copy in copies[k] {
-                if case .wrongSize = copy.state { continue }
-                guard let reader = try? DataFileReader(path: copy.path) else { continue }
-                reader.forEachRecord { key, _, _ in
+            guard let copy = copies[k].first(where: { $0.state == .intact }) else { continue }
+            let dir = StoreDirectory(path: FileSystem.parentDirectory(FileSystem.parentDirectory(copy.path)))
+            for (fileName, _) in manifest.files[k].parts {
+                guard let reader = try? DataFileReader(path: dir.filePath(version, name: fileName)) else { continue }
+                reader.forEachRecord { key, _, stamp, tombstone in
                     let hash = StableHash.hash(key)
                     guard let p = placement.withReplicas(ofHash: hash, { $0.first }), badSet.contains(Int(p)) else { return }
-                    keys[Int(p), default: []].insert(Array(key))
+                    let k = Array(key)
+                    if let held = latest[Int(p)]?[k], !(stamp > held.0) { return }
+                    latest[Int(p), default: [:]][k] = (stamp, !tombstone)
                 }
             }
         }
         var lost: [Int: UInt64] = [:]
         for p in bad {
-            let have = UInt64(keys[p]?.count ?? 0)
+            let have = UInt64(latest[p]?.values.filter { $0.1 }.count ?? 0)
             let want = manifest.files[p].primaryRecords
             if have < want { lost[p] = want - have }
         }
         return Report(manifest: manifest, copies: copies, lostKeys: lost.values.reduce(0, +), lostByPrimary: lost, bytesRead: bytesRead)
     }
 
-    /// One copy of a data file, read in full.
-    static func check(path: String, entry: Manifest.FileEntry, version: UInt64, read: (UInt64) -> Void) -> CopyState {
-        guard let reader = try? DataFileReader(path: path) else { return .damaged("cannot be opened") }
+    /// One directory's copy of a rank's part (base and deltas), every file read in full.
+    static func check(_ entry: Manifest.FileEntry, in dir: StoreDirectory, version: UInt64, read: (UInt64) -> Void) -> CopyState {
+        for (fileName, part) in entry.parts {
+            let path = dir.filePath(version, name: fileName)
+            let prefix = entry.parts.count > 1 ? fileName + ": " : ""
+            guard let size = FileSystem.fileSize(path) else { return .damaged(prefix + "missing") }
+            guard UInt64(size) == part.bytes else {
+                return entry.parts.count > 1 ? .damaged(prefix + "\(size) bytes, committed \(part.bytes)") : .wrongSize(UInt64(size))
+            }
+            if let why = check(path: path, part: part, rank: entry.rank, read: read) { return .damaged(prefix + why) }
+        }
+        return .intact
+    }
+
+    /// One data file, read in full; nil when it is exactly what the manifest says.
+    static func check(path: String, part: Manifest.Part, rank: Int, read: (UInt64) -> Void) -> String? {
+        guard let reader = try? DataFileReader(path: path) else { return "cannot be opened" }
         switch reader.header() {
-        case .failure(let d): return .damaged(d.description)
+        case .failure(let d): return d.description
         case .success(let h):
-            guard h.storeVersion == version, h.writerRank == UInt32(entry.rank) else {
-                return .damaged("its header names version \(h.storeVersion), rank \(h.writerRank)")
+            guard h.storeVersion == part.written, h.writerRank == UInt32(rank) else {
+                return "its header names version \(h.storeVersion), rank \(h.writerRank)"
             }
         }
         var pending: UInt64 = 0
-        let (count, damage) = reader.forEachRecord { key, value, _ in
+        let (count, damage) = reader.forEachRecord { key, value, _, _ in
             pending += UInt64(DataFileFormat.recordSize(keyLen: key.count, valueLen: value.count))
             if pending >= 8 << 20 { read(pending); pending = 0 }
         }
         read(pending)
-        if let damage { return .damaged(damage.description) }
-        guard count == entry.records else { return .damaged("holds \(count) records, the manifest says \(entry.records)") }
-        if case .success(let t) = reader.trailer(), t.chain != entry.chain { return .damaged("its checksum chain differs from the manifest's") }
-        return .intact
+        if let damage { return damage.description }
+        guard count == part.records else { return "holds \(count) records, the manifest says \(part.records)" }
+        if case .success(let t) = reader.trailer(), t.chain != part.chain { return "its checksum chain differs from the manifest's" }
+        return nil
     }
 }

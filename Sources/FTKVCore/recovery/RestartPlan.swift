@@ -26,15 +26,22 @@ public enum RestartPlan {
         }
     }
 
-    /// Which new rank reads each old rank's data file: among the ranks that see an intact-sized
-    /// copy, the one with the fewest bytes assigned so far (ties: lowest rank). nil: nobody has it.
-    public static func assignReaders(available: [[Bool]], fileBytes: [UInt64]) -> [Int?] {
+    /// Which new rank reads each old rank's data file. `available[r][k]` says how rank r sees
+    /// file k: 0 not at all, 1 in the shared second tier, 2 in its own directory. A rank with its
+    /// own copy is preferred (node-local storage is the fast tier); among equals, the one with the
+    /// fewest bytes assigned so far (ties: lowest rank). nil: nobody sees the file.
+    public static func assignReaders(available: [[UInt8]], fileBytes: [UInt64]) -> [Int?] {
         var load = [UInt64](repeating: 0, count: available.count)
         var reader = [Int?](repeating: nil, count: fileBytes.count)
         for k in fileBytes.indices {
             var best: Int?
-            for r in available.indices where k < available[r].count && available[r][k] {
-                if best == nil || load[r] < load[best!] { best = r }
+            var bestLevel: UInt8 = 0
+            for r in available.indices where k < available[r].count && available[r][k] > 0 {
+                let level = available[r][k]
+                if best == nil || level > bestLevel || (level == bestLevel && load[r] < load[best!]) {
+                    best = r
+                    bestLevel = level
+                }
             }
             if let best {
                 reader[k] = best

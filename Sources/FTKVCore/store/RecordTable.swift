@@ -21,6 +21,8 @@ public final class RecordTable {
     // 28 flags u32 | 32 key bytes | value bytes | padding to 8.
     static let headerSize = 32
     static let tombstoneFlag: UInt32 = 1
+    /// Set on every record written since the last `markAllUnchanged` (kv_commit's delta files).
+    static let changedFlag: UInt32 = 2
 
     private struct Slot {
         var hash: UInt64
@@ -41,6 +43,16 @@ public final class RecordTable {
     public private(set) var liveCount = 0
     /// Key and value bytes of the live records.
     public private(set) var liveBytes = 0
+
+    /// Changes of content so far (writes and deletes applied, removeAll): equal counts mean equal
+    /// content (kv_commit reuses an unchanged rank's previous data file).
+    public private(set) var mutations: UInt64 = 0
+
+    /// Records written (values or tombstones) since the last `markAllUnchanged`.
+    public private(set) var changedRecords = 0
+    /// Whether a change was forgotten since the last `markAllUnchanged` (a tombstone written
+    /// since then was reclaimed): a delta of the changes would be incomplete.
+    public private(set) var changesForgotten = false
 
     /// Arena bytes written so far, garbage included (for tests and memory accounting).
     var arenaBytesInUse: Int { arenaUsed }
@@ -89,6 +101,25 @@ public final class RecordTable {
         }
     }
 
+    /// The records (values and tombstones) written since the last `markAllUnchanged`.
+    public func forEachChanged(_ body: (RecordView) throws -> Void) rethrows {
+        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
+            let offset = slots[i].offsetPlusOne - 1
+            guard arena.unsafelyUnwrapped.load(fromByteOffset: offset + 28, as: UInt32.self) & RecordTable.changedFlag != 0 else { continue }
+            try body(view(atOffset: offset, hash: slots[i].hash))
+        }
+    }
+
+    /// Forgets which records changed (after kv_commit wrote them).
+    public func markAllUnchanged() {
+        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
+            let p = arena.unsafelyUnwrapped + (slots[i].offsetPlusOne - 1) + 28
+            p.storeBytes(of: p.load(as: UInt32.self) & ~RecordTable.changedFlag, as: UInt32.self)
+        }
+        changedRecords = 0
+        changesForgotten = false
+    }
+
     // MARK: writing
 
     /// Sets key's record. With `onlyIfNewer`, a record whose stamp is not newer than the present
@@ -102,6 +133,7 @@ public final class RecordTable {
             let offset = slots[slot].offsetPlusOne - 1
             let old = header(atOffset: offset)
             if onlyIfNewer && !(stamp > old.stamp) { return false }
+            if !old.changed { changedRecords += 1 }
             if old.valueLen == valueCount {
                 writeRecord(atOffset: offset, key: nil, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
             } else {
@@ -121,11 +153,13 @@ public final class RecordTable {
             let (freeSlot, _) = probe(key, hash: hash)
             slots[freeSlot] = Slot(hash: hash, offsetPlusOne: newOffset + 1)
             count += 1
+            changedRecords += 1
         }
         if !tombstone {
             liveCount += 1
             liveBytes += key.count + valueCount
         }
+        mutations &+= 1
         try compactIfWorthIt()
         return true
     }
@@ -144,6 +178,7 @@ public final class RecordTable {
                 let h = header(atOffset: slot.offsetPlusOne - 1)
                 guard h.tombstone && h.stamp.fence <= fence else { return true }
                 dropped += 1
+                if h.changed { changesForgotten = true; changedRecords -= 1 }
                 garbageBytes += RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
                 return false
             }
@@ -159,6 +194,9 @@ public final class RecordTable {
     /// (32 MiB), so a checkpoint loop that writes similar data every interval does not regrow the
     /// pending table after each fence; larger ones are released.
     public func removeAll() {
+        mutations &+= 1
+        changedRecords = 0
+        changesForgotten = false
         count = 0
         liveCount = 0
         liveBytes = 0
@@ -190,6 +228,7 @@ public final class RecordTable {
         var valueLen: Int
         var stamp: Stamp
         var tombstone: Bool
+        var changed: Bool
     }
 
     @inline(__always)
@@ -201,7 +240,8 @@ public final class RecordTable {
             stamp: Stamp(fence: p.load(fromByteOffset: 8, as: UInt64.self),
                          rank: p.load(fromByteOffset: 24, as: UInt32.self),
                          seq: p.load(fromByteOffset: 16, as: UInt64.self)),
-            tombstone: p.load(fromByteOffset: 28, as: UInt32.self) & RecordTable.tombstoneFlag != 0)
+            tombstone: p.load(fromByteOffset: 28, as: UInt32.self) & RecordTable.tombstoneFlag != 0,
+            changed: p.load(fromByteOffset: 28, as: UInt32.self) & RecordTable.changedFlag != 0)
     }
 
     @inline(__always)
@@ -247,7 +287,7 @@ public final class RecordTable {
         p.storeBytes(of: stamp.fence, toByteOffset: 8, as: UInt64.self)
         p.storeBytes(of: stamp.seq, toByteOffset: 16, as: UInt64.self)
         p.storeBytes(of: stamp.rank, toByteOffset: 24, as: UInt32.self)
-        p.storeBytes(of: tombstone ? RecordTable.tombstoneFlag : 0, toByteOffset: 28, as: UInt32.self)
+        p.storeBytes(of: (tombstone ? RecordTable.tombstoneFlag : 0) | RecordTable.changedFlag, toByteOffset: 28, as: UInt32.self)
         if valueCount > 0 { memcpy(p + RecordTable.headerSize + keyLen, value.baseAddress!, valueCount) }
     }
 

@@ -18,6 +18,8 @@ public final class FTKVLock {
     @inline(__always) public func lock() { pthread_mutex_lock(mutex) }
     @inline(__always) public func unlock() { pthread_mutex_unlock(mutex) }
     @inline(__always) public func tryLock() -> Bool { pthread_mutex_trylock(mutex) == 0 }
+    /// Waits on `condition` (the lock held; held again on return).
+    public func wait(on condition: UnsafeMutablePointer<pthread_cond_t>) { pthread_cond_wait(condition, mutex) }
 
     @inline(__always)
     public func withLock<T>(_ body: () throws -> T) rethrows -> T {
