@@ -86,7 +86,10 @@ extension Engine {
         let gathered = try Collectives.allgatherBytes(mine.encoded(with: entry), comm: transport.comm, size: size, wait: wait)
         let decoded = gathered.enumerated().map { CommitReport.decode($1, rank: $0, version: version) }
         let reports = decoded.map { $0.0 }
-        let statuses = decoded.map { $0.0.status != 0 || $0.1 == nil ? ($0.0.status != 0 ? $0.0.status : KVCode.internal.rawValue) : 0 }
+        // A rank that reported success but no readable entry is a bug: every rank refuses alike.
+        let statuses = decoded.map { report, entry -> Int32 in
+            report.status != 0 ? report.status : (entry == nil ? KVCode.internal.rawValue : 0)
+        }
         if let bad = statuses.firstIndex(where: { $0 != 0 }) {
             if localFailure == nil { removePart(entry, version: version) }
             return .failure(agreedFailure(localFailure, statuses, first: bad,
@@ -127,7 +130,7 @@ extension Engine {
         lastVersion = version
         lastCommittedFile = CommittedFile(version: version, entry: entry!, mutations: store.mutations)
         store.markAllUnchanged()
-        checkpoints.collectGarbage(keep: config.keep)
+        removeRetiredVersions()
         if let flusher {
             // Opened now, before a later commit's garbage collection may unlink them.
             var parts: [SecondTierFlusher.Source] = []
@@ -146,6 +149,15 @@ extension Engine {
         return .success(version)
     }
 
+    /// Versions beyond ftkv_keep go on the remover's thread (inline if it cannot start).
+    private func removeRetiredVersions() {
+        if remover == nil {
+            let r = BackgroundRemover(directories: [(checkpoints, false)], keep: config.keep)
+            if (try? r.start()) != nil { remover = r }
+        }
+        if let remover { remover.request() } else { checkpoints.collectGarbage(keep: config.keep) }
+    }
+
     /// Whether `version` is complete in the second tier (ftkv_flush_dir): every rank's file and a
     /// manifest there. Throws when this rank's flush of it failed or was skipped.
     public func flushed(_ version: UInt64) throws -> Bool {
@@ -160,7 +172,7 @@ extension Engine {
             throw KVFailure(.notFound, "version \(version) was not flushed: version \(newer) was committed before its flush began")
         case nil: throw KVFailure(.notFound, "version \(version) was not committed by this handle")
         case .pending?, .done?:
-            return tierFlusher.tier.scan(requireAllFiles: true).contains { $0.number == version && $0.isComplete }
+            return tierFlusher.tier.state(of: version, requireAllFiles: true).isComplete
         }
     }
 

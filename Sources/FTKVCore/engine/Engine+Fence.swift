@@ -134,6 +134,7 @@ extension Engine {
             state = .closed
             lock.unlock()
             flusher?.finish()
+            remover?.finish()
             Lifecycle.unregister(self)
             throw KVFailure(.misuse, "MPI was finalised before kv_close: memory released, nothing flushed")
         case .broken(let f):
@@ -148,8 +149,10 @@ extension Engine {
         }
         lock.unlock()
         progressThread?.stop()
-        // The flush in progress (and one waiting) finish first: the process may exit next.
+        // The flush in progress (and one waiting) and a removal pass finish first: the process
+        // may exit next.
         flusher?.finish()
+        remover?.finish()
         lock.lock()
         progressThread = nil
         switch state {

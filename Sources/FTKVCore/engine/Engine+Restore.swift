@@ -1,9 +1,10 @@
 import Glibc
 
 /// Restart: kv_open of a store with committed versions loads one (ftkv_load, the newest complete
-/// by default) on any number of ranks. Each old rank's data file is read once, by a rank that
-/// sees it; each record is shipped to its replicas under the new placement from the first of its
-/// old replicas whose file is intact; a damaged file's records come from its partners' files.
+/// by default) on any number of ranks. Each old rank's part (base file and deltas) is read once,
+/// by a rank that sees it (its own directory first, else the second tier); each record is
+/// shipped to its replicas under the new placement from the first of its old replicas whose part
+/// is intact; a damaged part's records come from its partners' parts.
 /// Finally the keys loaded are counted against the manifest: a shortfall is KV_EDATALOSS.
 extension Engine {
     /// Collective, inside kv_open before the handle is returned. Every rank decides from the same

@@ -78,6 +78,8 @@ public final class Engine: @unchecked Sendable {
     var lastVersion: UInt64 = 0
     /// Copies committed versions to ftkv_flush_dir in the background (nil: no second tier).
     var flusher: SecondTierFlusher?
+    /// Removes retired versions in the background (started by the first commit).
+    var remover: BackgroundRemover?
     /// This rank's data file of its last commit (reused by a commit that finds the store unchanged).
     var lastCommittedFile: CommittedFile?
     /// Data files found missing or damaged when this store was loaded (their records came from

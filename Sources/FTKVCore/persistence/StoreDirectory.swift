@@ -44,21 +44,26 @@ public struct StoreDirectory: Sendable {
         var found: [VersionState] = []
         for name in FileSystem.list(path) ?? [] {
             guard name.count > 1, name.first == "v", let v = UInt64(name.dropFirst()), v > 0 else { continue }
-            var state = VersionState(number: v)
-            let dir = path + "/" + name
-            for file in (FileSystem.list(dir) ?? []).sorted() where file.hasPrefix("MANIFEST-r") && !file.contains(".tmp") {
-                if let bytes = FileSystem.readAll(dir + "/" + file), let m = Manifest.parse(bytes), m.version == v {
-                    let filesThere = !requireAllFiles || m.files.allSatisfy { f in
-                        f.parts.allSatisfy { FileSystem.fileSize(filePath(v, name: $0.name)) == Int($0.part.bytes) }
-                    }
-                    if state.manifest == nil && filesThere { state.manifest = m }
-                } else {
-                    state.damagedManifests.append(file)
-                }
-            }
-            found.append(state)
+            found.append(state(of: v, requireAllFiles: requireAllFiles))
         }
         return found.sorted { $0.number < $1.number }
+    }
+
+    /// What the directory holds of version `v` (see scan).
+    public func state(of v: UInt64, requireAllFiles: Bool = false) -> VersionState {
+        var state = VersionState(number: v)
+        let dir = versionPath(v)
+        for file in (FileSystem.list(dir) ?? []).sorted() where file.hasPrefix("MANIFEST-r") && !file.contains(".tmp") {
+            if let bytes = FileSystem.readAll(dir + "/" + file), let m = Manifest.parse(bytes), m.version == v {
+                let filesThere = !requireAllFiles || m.files.allSatisfy { f in
+                    f.parts.allSatisfy { FileSystem.fileSize(filePath(v, name: $0.name)) == Int($0.part.bytes) }
+                }
+                if state.manifest == nil && filesThere { state.manifest = m }
+            } else {
+                state.damagedManifests.append(file)
+            }
+        }
+        return state
     }
 
     /// Removes every version but the newest `keep` complete ones (incomplete versions older than
