@@ -161,7 +161,7 @@ int kv_fence(kv_store *kv);
 /*
  * kv_commit - make the store's current state a durable version.      COLLECTIVE.
  * A kv_fence, then every rank writes the records it holds as a replica to its directory
- * (ftkv_dir/<name>/v<version>/), checksummed and fsynced; once every rank's data is durable the
+ * (ftkv_dir/<name>/v<version>/, created if missing), checksummed and fsynced; once every rank's data is durable the
  * version is published by renaming manifest copies into place. Incremental: a rank whose data did
  * not change since its last commit (in this job) reuses its files (hard links), one where a few
  * records changed writes a delta of them, so a commit costs about what changed.

@@ -331,7 +331,7 @@ int main(int argc, char **argv)
         free(v);
         int want = (int)t_env_long("EXPECT_RC", KV_EIO);
         commit_expect(kv, want, NULL);
-        if (want != KV_OK && t_rank == 0) printf("restart: kv_commit on a full disk: %s\n", kv_errmsg(kv));
+        if (want != KV_OK && t_rank == 0) printf("restart: kv_commit failed as expected: %s\n", kv_errmsg(kv));
         CHECK_RC(kv, kv_fence(kv), KV_OK, "", (size_t)0, "kv_fence after the failed commit");
     } else {
         CHECK(0, "unknown mode '%s'", mode);

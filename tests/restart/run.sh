@@ -2,7 +2,8 @@
 # tests/restart/run.sh BIN FTKV - checkpoint/restart scenarios, each a chain of MPI jobs over real
 # files: commit, kill the job, restart on the same, fewer and more ranks; one directory per rank
 # with one deleted; damaged, truncated and deleted data and manifest files; every key lost with
-# one copy; commit failures and deaths at each step of the commit protocol; a full filesystem.
+# one copy; commit failures and deaths at each step of the commit protocol; a full, a read-only
+# and an impossible directory; delta chains; the second tier.
 # Every restart checks every key byte for byte (restart.c). BIN is the compiled restart.c, FTKV
 # the ftkv tool: `ftkv verify` must agree with each restart (0 intact, 1 repairable, 2 lost).
 # Prints PASS/FAIL per scenario and exits non-zero if any failed.
@@ -178,6 +179,9 @@ killed "write v1, v2, then die" 4 "killing the job" FTKV_DIR="$E2" -- write
 killed "rank 1 dies after every rank's data is durable, before its manifest copy" 4 "state 2 checked" FTKV_DIR="$E2" FTKV_TEST_FAULT=die-before-publish FTKV_TEST_FAULT_RANK=1 FTKV_TIMEOUT=5 -- advance
 step "restart: another rank published, the new version" 4 FTKV_DIR="$E2" EXPECT_STATE=3 EXPECT_VERSION=3 -- check
 
+scenario "I. a directory that cannot be one (a path under a regular file)"
+step "FTKV_DIR=/etc/passwd/ftkv: kv_commit says KV_EIO, the handle stays usable" 2 FTKV_DIR=/etc/passwd/ftkv KEYS_TOTAL=300 BIG_BYTES=$((1 << 20)) EXPECT_RC=-6 -- big
+
 scenario "G. the second tier (FTKV_FLUSH_DIR, shared): flushed in the background; every node directory lost"
 G="$WORK/g"
 PER_RANK="$G" killed "write v1, v2, wait for the flush, then die" 4 "killing the job" FTKV_FLUSH_DIR="$G/pfs" WAIT_FLUSH=1 -- write
@@ -219,6 +223,13 @@ if mount -t tmpfs -o size=6m tmpfs "$F"; then
     step "8 MiB per rank does not fit: KV_EIO everywhere, handle usable" 2 FTKV_DIR="$F" KEYS_TOTAL=300 BIG_BYTES=$((8 << 20)) EXPECT_RC=-6 -- big
     step "restart after the failed commit: v2" 2 FTKV_DIR="$F" KEYS_TOTAL=300 EXPECT_VERSION=2 -- check
     echo "         tmpfs after the failed commit: $(df -h --output=used "$F" | tail -1 | tr -d ' ') used"
+    if mount -o remount,ro "$F"; then
+        step "a read-only file system: KV_EIO everywhere" 2 FTKV_DIR="$F" KEYS_TOTAL=300 BIG_BYTES=$((1 << 20)) EXPECT_RC=-6 -- big
+        step "restart from the read-only file system: v2" 3 FTKV_DIR="$F" KEYS_TOTAL=300 EXPECT_VERSION=2 -- check
+    else
+        echo "  FAIL cannot remount the tmpfs read-only"
+        failed=$((failed + 1))
+    fi
     umount "$F" && MOUNTED=""
 else
     echo "  FAIL cannot mount a tmpfs (run as root)"

@@ -151,10 +151,7 @@ extension Engine {
 
     /// Versions beyond ftkv_keep go on the remover's thread (inline if it cannot start).
     private func removeRetiredVersions() {
-        if remover == nil {
-            let r = BackgroundRemover(directories: [(checkpoints, false)], keep: config.keep)
-            if (try? r.start()) != nil { remover = r }
-        }
+        if remover == nil { remover = try? BackgroundRemover(directories: [(checkpoints, false)], keep: config.keep) }
         if let remover { remover.request() } else { checkpoints.collectGarbage(keep: config.keep) }
     }
 

@@ -109,9 +109,7 @@ extension Engine {
         // A store with committed versions on disk is loaded before anyone can use the handle.
         try engine.lock.withLock { try engine.restoreLocked() }
         if let dir = config.flushDirectory {
-            let flusher = SecondTierFlusher(tier: StoreDirectory(base: dir, store: name!), rank: Int(rank), keep: config.keep)
-            try flusher.start()
-            engine.flusher = flusher
+            engine.flusher = try SecondTierFlusher(tier: StoreDirectory(base: dir, store: name!), rank: Int(rank), keep: config.keep)
         }
         let wantThread = config.progress == .thread || (config.progress == .auto && multiple)
         if wantThread {

@@ -22,16 +22,7 @@ final class ProgressThread {
     }
 
     func start() throws {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { raw in
-            let me = Unmanaged<ProgressThread>.fromOpaque(raw!).takeRetainedValue()
-            me.run()
-            return nil
-        }, context)
-        if rc != 0 {
-            Unmanaged<ProgressThread>.fromOpaque(context).release()
-            throw KVFailure(.noMemory, "cannot start the progress thread (pthread_create: \(rc))")
-        }
+        thread = try Threads.spawn("progress") { [self] in run() }
     }
 
     private func run() {

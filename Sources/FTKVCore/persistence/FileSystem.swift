@@ -65,50 +65,49 @@ public enum FileSystem {
         return (UInt64(st.st_dev), UInt64(st.st_ino))
     }
 
-    /// Writes `bytes` to `path` via a temporary name, fsyncs, renames over `path` and fsyncs the
-    /// directory: readers see the old file or the new one, never a part.
+    /// Writes `bytes` to `path` via a temporary name: readers see the old file or the new one,
+    /// never a part.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, temporarySuffix: String) throws {
-        let tmp = path + temporarySuffix
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure("cannot create", tmp) }
-        var ok = false
-        defer {
-            close(fd)
-            if !ok { unlink(tmp) }
+        try replaceAtomically(path, temporarySuffix: temporarySuffix) { fd, tmp in
+            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: tmp) }
         }
-        try bytes.withUnsafeBytes { try writeAll(fd, $0, path: tmp) }
-        guard fsync(fd) == 0 else { throw failure("cannot fsync", tmp) }
-        guard rename(tmp, path) == 0 else { throw failure("cannot rename into place", path) }
-        ok = true
-        try syncDirectory(parentDirectory(path))
     }
 
-    /// Copies the whole file open at `source` to `path` via a temporary name: written, fsynced,
-    /// renamed into place, directory fsynced. A reader sees the complete file or none.
+    /// Copies the whole file open at `source` to `path` via a temporary name: a reader sees the
+    /// complete file or none.
     public static func copy(from source: Int32, to path: String, temporarySuffix: String) throws {
-        let tmp = path + temporarySuffix
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure("cannot create", tmp) }
-        var ok = false
-        defer {
-            close(fd)
-            if !ok { unlink(tmp) }
-        }
         let chunk = 8 << 20
         guard let buffer = malloc(chunk) else { throw KVFailure(.noMemory, "cannot allocate a copy buffer") }
         defer { free(buffer) }
-        var offset = 0
-        while true {
-            let n = pread(source, buffer, chunk, off_t(offset))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw failure("cannot read the local copy for", path)
+        try replaceAtomically(path, temporarySuffix: temporarySuffix) { fd, tmp in
+            var offset = 0
+            while true {
+                let n = pread(source, buffer, chunk, off_t(offset))
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw failure("cannot read the local copy for", path)
+                }
+                if n == 0 { break }
+                try writeAll(fd, UnsafeRawBufferPointer(start: buffer, count: n), path: tmp)
+                _ = cplatform_start_writeback(fd, Int64(offset), Int64(n))
+                offset += n
             }
-            if n == 0 { break }
-            try writeAll(fd, UnsafeRawBufferPointer(start: buffer, count: n), path: tmp)
-            _ = cplatform_start_writeback(fd, Int64(offset), Int64(n))
-            offset += n
         }
+    }
+
+    /// `fill` writes a new file at path + suffix, which is fsynced, renamed over `path`, and the
+    /// directory fsynced; on failure the temporary file is removed.
+    private static func replaceAtomically(_ path: String, temporarySuffix: String,
+                                          fill: (_ fd: Int32, _ tmp: String) throws -> Void) throws {
+        let tmp = path + temporarySuffix
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure("cannot create", tmp) }
+        var ok = false
+        defer {
+            close(fd)
+            if !ok { unlink(tmp) }
+        }
+        try fill(fd, tmp)
         guard fsync(fd) == 0 else { throw failure("cannot fsync", tmp) }
         guard rename(tmp, path) == 0 else { throw failure("cannot rename into place", path) }
         ok = true

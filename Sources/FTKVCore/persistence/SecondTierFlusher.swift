@@ -1,4 +1,3 @@
-import CPlatform
 import Glibc
 
 /// Copies each committed version of this rank's data file to the second tier (ftkv_flush_dir, a
@@ -37,39 +36,20 @@ final class SecondTierFlusher {
     let rank: Int
     let keep: Int
     private let mutex = FTKVLock()
-    private let wake = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var waiting: Job?
-    private var running: UInt64?
     private var outcomes: [UInt64: Outcome] = [:]
-    private var stopping = false
-    private var thread = pthread_t()
-    private var started = false
+    private let worker = WorkerThread()
 
-    init(tier: StoreDirectory, rank: Int, keep: Int) {
+    init(tier: StoreDirectory, rank: Int, keep: Int) throws {
         self.tier = tier
         self.rank = rank
         self.keep = keep
-        pthread_cond_init(wake, nil)
+        try worker.start("second-tier flush") { [unowned self] in self.drain() }
     }
 
     deinit {
-        pthread_cond_destroy(wake)
-        wake.deallocate()
+        worker.finish()
         waiting?.closeAll()
-    }
-
-    func start() throws {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&thread, nil, { raw in
-            let me = Unmanaged<SecondTierFlusher>.fromOpaque(raw!).takeRetainedValue()
-            me.run()
-            return nil
-        }, context)
-        if rc != 0 {
-            Unmanaged<SecondTierFlusher>.fromOpaque(context).release()
-            throw KVFailure(.noMemory, "cannot start the flush thread (pthread_create: \(rc))")
-        }
-        started = true
     }
 
     /// Queues `job`; a version still waiting (not started) is skipped in its favour.
@@ -83,8 +63,8 @@ final class SecondTierFlusher {
             outcomes[job.version] = .pending
             // Old outcomes are of no interest once far behind.
             if outcomes.count > 256, let oldest = outcomes.keys.min() { outcomes[oldest] = nil }
-            pthread_cond_signal(wake)
         }
+        worker.wakeUp()
     }
 
     func outcome(of version: UInt64) -> Outcome? { mutex.withLock { outcomes[version] } }
@@ -92,24 +72,11 @@ final class SecondTierFlusher {
     func record(_ version: UInt64, _ outcome: Outcome) { mutex.withLock { outcomes[version] = outcome } }
 
     /// Waits for the flush in progress and the one waiting, then stops the thread.
-    func finish() {
-        guard started else { return }
-        mutex.withLock {
-            stopping = true
-            pthread_cond_signal(wake)
-        }
-        pthread_join(thread, nil)
-        started = false
-    }
+    func finish() { worker.finish() }
 
-    private func run() {
-        while true {
-            mutex.lock()
-            while waiting == nil && !stopping { mutex.wait(on: wake) }
-            guard let job = waiting else { mutex.unlock(); return }
-            waiting = nil
-            running = job.version
-            mutex.unlock()
+    /// Flushes jobs until none waits (on the worker thread).
+    private func drain() {
+        while let job = mutex.withLock({ () -> Job? in defer { waiting = nil }; return waiting }) {
             let result: Outcome
             do {
                 try flush(job)
@@ -121,7 +88,6 @@ final class SecondTierFlusher {
             }
             job.closeAll()
             mutex.withLock {
-                running = nil
                 if outcomes[job.version] == .pending { outcomes[job.version] = result }
             }
         }
