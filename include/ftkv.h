@@ -161,15 +161,14 @@ int kv_fence(kv_store *kv);
 /*
  * kv_commit - make the store's current state a durable version.      COLLECTIVE.
  * A kv_fence, then every rank writes the records it holds as a replica to its directory
- * (ftkv_dir/<name>/v<version>/, created if missing), checksummed and fsynced; once every rank's data is durable the
- * version is published by renaming manifest copies into place. Incremental: a rank whose data did
- * not change since its last commit (in this job) reuses its files (hard links), one where a few
- * records changed writes a delta of them, so a commit costs about what changed.
- * *version (if not NULL) receives
- * the version number: numbers increase (a failed commit uses one up). All or nothing: a version
- * exists on restart only if every rank's data of it was durable; a job killed before the first
- * manifest copy is published restarts from the previous version, one killed after it from this
- * one. The newest ftkv_keep (default 2) complete versions are kept; older ones are removed only
+ * (ftkv_dir/<name>/v<version>/, created if missing), checksummed and fsynced; once every
+ * rank's data is durable the version is published by renaming manifest copies into place.
+ * Incremental: a rank whose data did not change since its last commit (in this job) reuses its
+ * files (hard links), one where a few records changed writes a delta of them, so a commit costs
+ * about what changed. *version (if not NULL) receives the version number: numbers increase (a
+ * failed commit uses one up). All or nothing: a version exists on restart only if every rank's
+ * data of it was durable; a job killed before the first manifest copy is published restarts from
+ * the previous version, one killed after it from this one. The newest ftkv_keep (default 2) complete versions are kept; older ones are removed only
  * after a newer one is complete.
  * Returns KV_OK; KV_EIO (a rank could not write or publish: a full disk, an unwritable or missing
  * directory; kv_errmsg on that rank says which), KV_EREMOTE (a replica refused writes in the
