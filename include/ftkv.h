@@ -168,8 +168,8 @@ int kv_fence(kv_store *kv);
  * about what changed. *version (if not NULL) receives the version number: numbers increase (a
  * failed commit uses one up). All or nothing: a version exists on restart only if every rank's
  * data of it was durable; a job killed before the first manifest copy is published restarts from
- * the previous version, one killed after it from this one. The newest ftkv_keep (default 2) complete versions are kept; older ones are removed only
- * after a newer one is complete.
+ * the previous version, one killed after it from this one. The newest ftkv_keep (default 2)
+ * complete versions are kept; older ones are removed only after a newer one is complete.
  * Returns KV_OK; KV_EIO (a rank could not write or publish: a full disk, an unwritable or missing
  * directory; kv_errmsg on that rank says which), KV_EREMOTE (a replica refused writes in the
  * fence): both agreed on every rank, the version is not published, earlier versions and the
