@@ -19,6 +19,7 @@
  *
  *     mpirun -n 4 ./demo [CELLS STEPS K]        (defaults: 20000 2000 250; at most 64 ranks)
  */
+#define _POSIX_C_SOURCE 200809L /* kill() under -std=c99 */
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,7 +35,7 @@
 static int rank, nranks;
 
 /* Every kv_* result is checked; a failure is reported with both texts the library offers. */
-static void kv_failed(const kv_store *kv, const char *call, int rc, int line) {
+static void report_failure(const kv_store *kv, const char *call, int rc, int line) {
     fprintf(stderr, "[rank %d] demo.c:%d: %s -> %s (%d): %s\n", rank, line, call, kv_strerror(rc),
             rc, kv_errmsg(kv));
     fprintf(stderr, "FAIL: libftkv call failed on rank %d\n", rank);
@@ -44,7 +45,7 @@ static void kv_failed(const kv_store *kv, const char *call, int rc, int line) {
 #define KV_CHECK(kv, call)                                   \
     do {                                                     \
         int rc_ = (call);                                    \
-        if (rc_ != KV_OK) kv_failed((kv), #call, rc_, __LINE__); \
+        if (rc_ != KV_OK) report_failure((kv), #call, rc_, __LINE__); \
     } while (0)
 
 /* Initial temperature of global cell i: a parabola plus a hot spot. No libm needed. */
@@ -139,7 +140,7 @@ static long restore(kv_store *kv, slice_t *s, int *remote, long *old_ranks) {
     int64_t meta[3] = {0, 0, 0};
     size_t len = 0;
     int rc = kv_get(kv, "meta", 4, meta, sizeof meta, &len);
-    if (rc != KV_OK || len != sizeof meta) kv_failed(kv, "kv_get(meta)", rc == KV_OK ? KV_EINTERNAL : rc, __LINE__);
+    if (rc != KV_OK || len != sizeof meta) report_failure(kv, "kv_get(meta)", rc == KV_OK ? KV_EINTERNAL : rc, __LINE__);
     if (meta[1] != ncells) {
         if (rank == 0) fprintf(stderr, "FAIL: the stored field has %lld cells, this run %ld\n", (long long)meta[1], ncells);
         MPI_Abort(MPI_COMM_WORLD, 4);
@@ -155,7 +156,7 @@ static long restore(kv_store *kv, slice_t *s, int *remote, long *old_ranks) {
         *remote += !local;
         size_t want = (size_t)(block_start(b + 1) - block_start(b)) * sizeof(double);
         rc = kv_get(kv, key, strlen(key), &s->u[1 + block_start(b) - s->lo], want, &len);
-        if (rc != KV_OK) kv_failed(kv, "kv_get(u/<block>)", rc, __LINE__);
+        if (rc != KV_OK) report_failure(kv, "kv_get(u/<block>)", rc, __LINE__);
         if (len != want) {
             fprintf(stderr, "[rank %d] FAIL: block %s has %zu bytes, expected %zu\n", rank, key, len, want);
             MPI_Abort(MPI_COMM_WORLD, 4);

@@ -35,6 +35,7 @@ module ftkv
     integer, parameter, public :: KV_EINTERNAL = -9
     integer, parameter, public :: KV_EREMOTE = -10   ! another rank refused or failed the request
     integer, parameter, public :: KV_EDATALOSS = -11 ! every copy of some committed data is gone
+    integer, parameter, public :: KV_EPROCFAILED = -12 ! a rank the call needed has failed
 
     ! Limits (bytes; names in characters).
     integer(c_size_t), parameter, public :: KV_MAX_KEY_LEN = 65536_c_size_t
@@ -50,7 +51,7 @@ module ftkv
 
     public :: ftkv_open, ftkv_close, ftkv_put, ftkv_get, ftkv_del, ftkv_fence, ftkv_commit, ftkv_locate, &
               ftkv_stat, ftkv_strerror, ftkv_errmsg, ftkv_version
-    public :: kv_open_f, kv_close, kv_put, kv_get, kv_del, kv_fence, kv_commit, kv_locate, kv_stat, &
+    public :: kv_open_f, kv_close, kv_put, kv_get, kv_del, kv_fence, kv_commit, kv_failed, kv_locate, kv_stat, &
               kv_strerror, kv_errmsg, kv_version
 
     ! The C functions. MPI_Fint is a default INTEGER, which is c_int with gfortran and Open MPI.
@@ -105,6 +106,14 @@ module ftkv
             type(c_ptr), value :: kv
             integer(c_int64_t), intent(out) :: version
         end function kv_commit
+
+        integer(c_int) function kv_failed(kv, ranks, maxranks, count) bind(C, name="kv_failed")
+            import :: c_int, c_ptr
+            type(c_ptr), value :: kv
+            integer(c_int), dimension(*), intent(out) :: ranks
+            integer(c_int), value :: maxranks
+            integer(c_int), intent(out) :: count
+        end function kv_failed
 
         integer(c_int) function kv_locate(kv, key, keylen, ranks, maxranks, nranks) &
                 bind(C, name="kv_locate")

@@ -64,6 +64,8 @@ extern "C" {
                               a malformed reply); the handle stays usable */
 #define KV_EDATALOSS (-11) /* every stored copy of some committed data is missing or damaged
                               (kv_open of a committed store; kv_errmsg names what is lost) */
+#define KV_EPROCFAILED (-12) /* a rank the call needed has failed (kv_get: every rank holding the
+                              key has; see kv_failed) */
 
 /* Limits on keys and values (bytes). */
 #define KV_MAX_KEY_LEN   ((size_t)65536)
@@ -135,7 +137,7 @@ int kv_put(kv_store *kv, const void *key, size_t keylen, const void *value, size
  * answers at once, otherwise when it next enters a libftkv call (any call; in a tight loop of
  * calls, within 20 microseconds; see docs/progress.md).
  * Returns KV_OK, KV_ENOTFOUND, KV_ETOOSMALL, KV_EINVAL, KV_EMISUSE, KV_ENOMEM, KV_EMPI,
- * KV_ETIMEDOUT, KV_EREMOTE.
+ * KV_ETIMEDOUT, KV_EREMOTE, KV_EPROCFAILED (every rank holding the key has failed: kv_failed).
  */
 int kv_get(kv_store *kv, const void *key, size_t keylen, void *buf, size_t bufsize, size_t *valuelen);
 
@@ -191,6 +193,22 @@ int kv_commit(kv_store *kv, uint64_t *version);
  * flush for a newer one); KV_EINVAL (no ftkv_flush_dir, flushed == NULL); KV_EMISUSE.
  */
 int kv_flush_status(kv_store *kv, uint64_t version, int *flushed);
+
+/*
+ * kv_failed - the ranks this rank knows to have failed.               LOCAL.
+ * Ranks of the communicator given to kv_open, ascending; at most maxranks are written to ranks,
+ * the full count to *count. Failure detection: every rank with a progress thread sends a
+ * heartbeat to the next such rank every ftkv_heartbeat seconds (default 0.1) and watches the
+ * previous one; ftkv_suspect_after seconds of silence (default 1) make it announce that rank as
+ * failed to all. Ranks without a progress thread (below MPI_THREAD_MULTIPLE, or
+ * ftkv_progress=inline) are not watched: such a rank may compute for minutes without calling the
+ * library, so its death shows only as deadlines (ftkv_timeout) on what it owes. A failed rank
+ * stays failed. kv_get then reads from the next live replica of a key at once, also when the
+ * rank it asked fails while answering; a key whose every holder failed is KV_EPROCFAILED.
+ * (Agreeing on the failure, shrinking the store and restoring r copies come next.)
+ * Returns KV_OK, KV_EINVAL (count == NULL, ranks == NULL with maxranks > 0), KV_EMISUSE.
+ */
+int kv_failed(kv_store *kv, int *ranks, int maxranks, int *count);
 
 /*
  * kv_locate - the ranks (in the store's communicator) that hold key, primary first.   LOCAL.

@@ -164,7 +164,7 @@ kill_one() { # ranks replicas victim
         [ "$s" -eq "$v" ] && continue
         grep -q "^kill_rank: rank $s PASS" "$out" || { echo "survivor rank $s did not pass"; ok=0; }
     done
-    if grep -q 'FAIL' "$out"; then ok=0; fi
+    if grep -qE 'rank [0-9]+ FAIL' "$out"; then ok=0; fi
     [ "$rc" -eq 0 ] || { echo "mpirun exited with $rc (124/137: timed out)"; ok=0; }
     rm -f "$out"
     [ "$ok" -eq 1 ]

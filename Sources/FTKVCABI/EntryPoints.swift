@@ -169,6 +169,19 @@ public func kv_flush_status(_ kv: OpaquePointer?, _ version: UInt64, _ flushed: 
 }
 
 @c @implementation
+public func kv_failed(_ kv: OpaquePointer?, _ ranks: UnsafeMutablePointer<Int32>?, _ maxranks: Int32,
+                      _ count: UnsafeMutablePointer<Int32>?) -> Int32 {
+    withEngine(kv) { engine in
+        guard let count else { throw KVFailure(.invalid, "count is NULL") }
+        guard maxranks >= 0, ranks != nil || maxranks == 0 else { throw KVFailure(.invalid, "ranks is NULL but maxranks is \(maxranks)") }
+        let failed = try engine.failed()
+        for (i, r) in failed.prefix(Int(maxranks)).enumerated() { ranks![i] = r }
+        count.pointee = Int32(failed.count)
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
 public func kv_locate(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
                       _ ranks: UnsafeMutablePointer<Int32>?, _ maxranks: Int32, _ nranks: UnsafeMutablePointer<Int32>?) -> Int32 {
     withEngine(kv) { engine in

@@ -14,6 +14,7 @@ typedef int (*del_t)(kv_store *, const void *, size_t);
 typedef int (*fence_t)(kv_store *);
 typedef int (*commit_t)(kv_store *, uint64_t *);
 typedef int (*flush_status_t)(kv_store *, uint64_t, int *);
+typedef int (*failed_t)(kv_store *, int *, int, int *);
 typedef int (*locate_t)(kv_store *, const void *, size_t, int *, int, int *);
 typedef int (*stat_t)(const kv_store *, int, uint64_t *);
 typedef const char *(*strerror_t)(int);
@@ -30,13 +31,14 @@ int main(void) {
     fence_t g = kv_fence;
     commit_t m = kv_commit;
     flush_status_t n = kv_flush_status;
+    failed_t o = kv_failed;
     locate_t h = kv_locate;
     stat_t i = kv_stat;
     strerror_t j = kv_strerror;
     errmsg_t k = kv_errmsg;
     version_t l = kv_version;
     int codes[] = {KV_OK, KV_ENOTFOUND, KV_ETOOSMALL, KV_EINVAL, KV_EMISUSE, KV_ENOMEM,
-                   KV_EIO, KV_EMPI, KV_ETIMEDOUT, KV_EINTERNAL, KV_EREMOTE, KV_EDATALOSS};
+                   KV_EIO, KV_EMPI, KV_ETIMEDOUT, KV_EINTERNAL, KV_EREMOTE, KV_EDATALOSS, KV_EPROCFAILED};
     int stats[] = {KV_STAT_RANK, KV_STAT_SIZE, KV_STAT_REPLICAS, KV_STAT_NODES,
                    KV_STAT_LOCAL_KEYS, KV_STAT_LOCAL_BYTES, KV_STAT_PENDING_OPS,
                    KV_STAT_PROGRESS_THREAD, KV_STAT_EPOCH, KV_STAT_REQUESTS_SERVED,
@@ -44,7 +46,7 @@ int main(void) {
     size_t limits[] = {KV_MAX_KEY_LEN, KV_MAX_VALUE_LEN, (size_t)KV_MAX_NAME_LEN};
     int version = FTKV_VERSION_MAJOR * 10000 + FTKV_VERSION_MINOR * 100 + FTKV_VERSION_PATCH;
     kv_store *kv = NULL;
-    int all = a && b && c && d && e && f && g && h && i && j && k && l && m && n && kv == NULL;
-    return all && codes[9] == -9 && codes[10] == -10 && codes[11] == -11 && stats[9] == 10 &&
+    int all = a && b && c && d && e && f && g && h && i && j && k && l && m && n && o && kv == NULL;
+    return all && codes[9] == -9 && codes[10] == -10 && codes[11] == -11 && codes[12] == -12 && stats[9] == 10 &&
            stats[10] == 11 && stats[11] == 12 && stats[12] == 13 && limits[0] == 65536 && version >= 0 ? 0 : 1;
 }

@@ -5,10 +5,12 @@
  * KILL_REPLICAS copies per key (ftkv_replicas) and KILL_VICTIM the rank that dies, ftkv_timeout T:
  *  - every rank puts 64 keys with deterministic values, kv_fence, application barrier;
  *  - the victim kills itself with SIGKILL (a real fail-stop, no cleanup);
- *  - each survivor reads keys of every writer, the victim included. A key with a copy on this rank
- *    or a live primary must come back byte for byte. A key whose primary is dead and that has no
- *    copy here ends in KV_ETIMEDOUT after about T seconds, not a hang: this is today's behaviour,
- *    which the online fault-tolerance work changes on purpose (failover to a live replica);
+ *  - every survivor's heartbeat watch (ftkv_heartbeat 0.1 s, ftkv_suspect_after 0.5 s) must report
+ *    the victim in kv_failed within the suspicion time plus a margin;
+ *  - each survivor reads keys of every writer, the victim included, starting before the victim is
+ *    known to be dead. A key with any live holder must come back byte for byte: a get sent to the
+ *    dead primary fails over to the next live replica as soon as the death is known, never waiting
+ *    for ftkv_timeout. A key held only by the victim (1 copy) is KV_EPROCFAILED, promptly;
  *  - a put and a fence after the death: the put is local (KV_OK); the fence cannot complete with a
  *    dead member and returns KV_ETIMEDOUT after about T (today; online fault tolerance will make it
  *    KV_EPROCFAILED and then succeed); afterwards the handle reports that failure;
@@ -81,6 +83,8 @@ int main(int argc, char **argv) {
     MPI_Info_create(&info);
     MPI_Info_set(info, "ftkv_replicas", rbuf);
     MPI_Info_set(info, "ftkv_timeout", "3");
+    MPI_Info_set(info, "ftkv_heartbeat", "0.1");
+    MPI_Info_set(info, "ftkv_suspect_after", "0.5");
     kv_store *kv = NULL;
     int rc = kv_open(MPI_COMM_WORLD, "kill", info, &kv);
     MPI_Info_free(&info);
@@ -102,12 +106,12 @@ int main(int argc, char **argv) {
         fflush(stdout);
         raise(SIGKILL);
     }
-    struct timespec pause = {0, 300 * 1000 * 1000};
-    nanosleep(&pause, NULL); /* let the victim die first */
+    double died = now();
+    struct timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL); /* the victim is dead, but not yet known to be */
 
-    /* Every writer's keys (the victim's too): readable byte for byte wherever a copy is here or
-     * the primary lives; one key that needs the dead primary times out. */
-    int readable = 0, timed_out = 0;
+    /* Every writer's keys (the victim's too), byte for byte from any live holder. */
+    int readable = 0, lost = 0, slowest_ms = 0;
     for (int w = 0; w < size; w++) {
         for (int i = 0; i < KEYS; i++) {
             snprintf(key, sizeof key, "k/%d/%d", w, i);
@@ -116,24 +120,43 @@ int main(int argc, char **argv) {
                 fail("kv_locate", key, rc, kv);
                 continue;
             }
-            int here = 0;
-            for (int j = 0; j < n; j++) here |= ranks[j] == rank;
+            int live = 0;
+            for (int j = 0; j < n; j++) live |= ranks[j] != victim;
             size_t got = 0, want = fill(val, w, i);
-            if (here || ranks[0] != victim) {
-                rc = kv_get(kv, key, strlen(key), buf, sizeof buf, &got);
-                if (rc != KV_OK) fail(here ? "kv_get of a key with a copy here" : "kv_get of a key whose primary lives", key, rc, kv);
+            double t0 = now();
+            rc = kv_get(kv, key, strlen(key), buf, sizeof buf, &got);
+            double dt = now() - t0;
+            if ((int)(dt * 1000) > slowest_ms) slowest_ms = (int)(dt * 1000);
+            if (dt > 2.0) {
+                printf("kill_rank: rank %d FAIL kv_get of '%s' took %.2f s (failover must not wait for ftkv_timeout)\n", rank, key, dt);
+                failures++;
+            }
+            if (live) {
+                if (rc != KV_OK) fail("kv_get of a key with a live holder", key, rc, kv);
                 else if (got != want || memcmp(buf, val, want) != 0) fail("kv_get returned different bytes", key, rc, kv);
                 else readable++;
-            } else if (timed_out == 0) {
-                double t0 = now();
-                rc = kv_get(kv, key, strlen(key), buf, sizeof buf, &got);
-                expect_timeout("kv_get of a key whose primary is dead, no copy here", key, rc, now() - t0, kv);
-                timed_out++;
+            } else {
+                if (rc != KV_EPROCFAILED) fail("kv_get of a key held only by the dead rank", key, rc, kv);
+                else lost++;
             }
         }
     }
-    printf("kill_rank: rank %d read %d keys byte for byte after the death, %d timed out as expected today\n", rank,
-           readable, timed_out);
+    /* The victim is reported (detected here, or announced by the rank that watches it). */
+    int failed[8], nfailed = 0;
+    double detected = -1;
+    while (now() - died < 5.0) {
+        if ((rc = kv_failed(kv, failed, 8, &nfailed)) != KV_OK) { fail("kv_failed", "", rc, kv); break; }
+        if (nfailed >= 1) { detected = now() - died; break; }
+        nanosleep(&pause, NULL);
+    }
+    if (nfailed != 1 || failed[0] != victim) {
+        printf("kill_rank: rank %d FAIL kv_failed reports %d ranks (first %d), want exactly the victim %d\n", rank, nfailed,
+               nfailed ? failed[0] : -1, victim);
+        failures++;
+    }
+    printf("kill_rank: rank %d read %d keys byte for byte after the death (slowest get %d ms), %d held only by the victim "
+           "gave KV_EPROCFAILED; victim reported by kv_failed %.2f s after its death or earlier\n", rank, readable, slowest_ms, lost,
+           detected);
 
     /* A put and a fence after the death. */
     snprintf(key, sizeof key, "after/%d", rank);

@@ -46,9 +46,13 @@ public struct StoreConfig: Sendable, Equatable {
     /// The second tier (a shared directory standing for the parallel file system): committed
     /// versions are copied there in the background; nil: none.
     public var flushDirectory: String?
+    /// Seconds between heartbeats of ranks with a progress thread (0: no failure detection).
+    public var heartbeatSeconds = 0.1
+    /// Seconds of silence after which a watched rank is suspected of having failed.
+    public var suspectAfterSeconds = 1.0
 
     public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node",
-                              "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir"]
+                              "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir", "ftkv_heartbeat", "ftkv_suspect_after"]
 
     public init() {}
 
@@ -112,6 +116,21 @@ public struct StoreConfig: Sendable, Equatable {
                 throw KVFailure(.invalid, "\(source) = '\(text)': expected a directory path")
             }
             config.flushDirectory = dir
+        }
+        if let (text, source) = value("ftkv_heartbeat") {
+            guard let t = Double(text.trimmingSpaces), t.isFinite, t >= 0, t <= 3600 else {
+                throw KVFailure(.invalid, "\(source) = '\(text)': expected seconds >= 0 (0: no failure detection)")
+            }
+            config.heartbeatSeconds = t
+        }
+        if let (text, source) = value("ftkv_suspect_after") {
+            guard let t = Double(text.trimmingSpaces), t.isFinite, t > 0, t <= 86_400 else {
+                throw KVFailure(.invalid, "\(source) = '\(text)': expected seconds > 0")
+            }
+            config.suspectAfterSeconds = t
+        }
+        if config.heartbeatSeconds > 0 && config.suspectAfterSeconds < 3 * config.heartbeatSeconds {
+            throw KVFailure(.invalid, "ftkv_suspect_after (\(config.suspectAfterSeconds) s) must be at least 3 heartbeats (ftkv_heartbeat = \(config.heartbeatSeconds) s)")
         }
         if let (text, source) = value("ftkv_keep") {
             guard let k = Int(text.trimmingSpaces), k >= 1, k <= 1_000_000 else {

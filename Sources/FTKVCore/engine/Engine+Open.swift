@@ -2,15 +2,17 @@
 /// bad option) do not return early: each rank's verdict is exchanged, so every rank returns the
 /// same code instead of some ranks hanging in a collective the others left.
 extension Engine {
-    /// What every rank tells every other at open (fixed 40 bytes, MPI_BYTE).
+    /// What every rank tells every other at open (fixed 56 bytes, MPI_BYTE).
     private struct OpenRecord {
         var status: Int32 = 0        // 0 or a KVCode of this rank's local validation
         var replicas: Int32 = 0
         var nameHash: UInt64 = 0
         var nodeHash: UInt64 = 0
         var consistency: Int32 = 0
-        var reserved: Int32 = 0
+        var background: Int32 = 0    // 1: a progress thread will serve (and send heartbeats)
         var nameLength: UInt64 = 0
+        var heartbeatMicros: UInt64 = 0
+        var suspectMicros: UInt64 = 0
     }
 
     /// Opens the store `name` over the communicator `comm()` with the options of `info()` (read
@@ -70,8 +72,12 @@ extension Engine {
         defer { if ownsDup { Collectives.free(dup) } }
         let (rank, size) = try Collectives.rankAndSize(dup)
 
+        let wantThread = config.progress == .thread || (config.progress == .auto && multiple)
         var mine = OpenRecord()
         mine.status = localFailure?.code.rawValue ?? 0
+        mine.background = wantThread ? 1 : 0
+        mine.heartbeatMicros = UInt64(config.heartbeatSeconds * 1e6)
+        mine.suspectMicros = UInt64(config.suspectAfterSeconds * 1e6)
         mine.replicas = Int32(config.replicas)
         mine.consistency = config.consistency.rawValue
         mine.nameHash = name.map { StableHash.hash($0) } ?? 0
@@ -90,6 +96,10 @@ extension Engine {
         if let other = all.firstIndex(where: { $0.replicas != all[0].replicas || $0.consistency != all[0].consistency }) {
             throw KVFailure(.invalid, "ftkv_replicas/ftkv_consistency differ across ranks (rank \(other) differs from rank 0)")
         }
+        // A watcher must not expect heartbeats more often than its neighbour sends them.
+        if let other = all.firstIndex(where: { $0.heartbeatMicros != all[0].heartbeatMicros || $0.suspectMicros != all[0].suspectMicros }) {
+            throw KVFailure(.invalid, "ftkv_heartbeat/ftkv_suspect_after differ across ranks (rank \(other) differs from rank 0)")
+        }
 
         // Node identities. MPI_Comm_split_type has no nonblocking form, so it runs only now that the
         // allgather has shown every rank is inside this kv_open (a rank arriving after the others
@@ -105,13 +115,13 @@ extension Engine {
 
         let transport = Transport(comm: dup, rank: rank, size: size, receiveTimeout: timeout)
         let view = View.initial(nodeIdentities: nodes)
-        let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view, faults: faults.on(rank: rank))
+        let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view,
+                            faults: faults.on(rank: rank), monitored: all.map { $0.background != 0 })
         // A store with committed versions on disk is loaded before anyone can use the handle.
         try engine.lock.withLock { try engine.restoreLocked() }
         if let dir = config.flushDirectory {
             engine.flusher = try SecondTierFlusher(tier: StoreDirectory(base: dir, store: name!), rank: Int(rank), keep: config.keep)
         }
-        let wantThread = config.progress == .thread || (config.progress == .auto && multiple)
         if wantThread {
             let thread = ProgressThread { [unowned engine] in engine.backgroundStep() }
             try thread.start()

@@ -8,7 +8,21 @@ extension Engine {
         let id = try transport.sendRequest(to: owner, kind: .get, argument: capacity, bodySize: key.count) { w in
             try w.append(key)
         }
-        let reply = try waitForReply(id, what: "get from rank \(owner)")
+        // Waits for the reply, unless the owner is found to have failed meanwhile.
+        var answer: Incoming?
+        do {
+            try waitLocked(for: "get from rank \(owner)") {
+                answer = transport.takeReply(id)
+                if answer == nil && failedRanks.contains(owner) {
+                    throw KVFailure(.procFailed, "rank \(owner) failed before answering a get")
+                }
+                return answer != nil
+            }
+        } catch {
+            transport.abandon(id)
+            throw error
+        }
+        let reply = answer!
         switch try GetReply.decode(reply, from: owner) {
         case .notFound:
             return .notFound

@@ -6,6 +6,10 @@ extension Engine {
     /// thread). Returns the reply to send, or nil for none.
     func serve(_ request: Incoming) -> MessageBuffer? {
         let h = request.header
+        if Wire.isNotice(h.kind) {
+            noticed(request)
+            return nil
+        }
         guard let replyKind = Wire.replyKind(to: h.kind) else {
             transport.noteDropped()
             return nil
@@ -73,7 +77,7 @@ extension Engine {
             w = try ByteWriter(reserving: Wire.headerSize + StampCodec.size)
             try Wire.write(transport.header(.applyAck, status: .ok, requestID: h.requestID, argument: 1), to: &w)
             try StampCodec.append(stamp, to: &w)
-        case .getReply, .applyAck:
+        case .getReply, .applyAck, .heartbeat, .failed:
             throw KVFailure(.remote, "a reply kind sent as a request")
         }
         return try w.finish()

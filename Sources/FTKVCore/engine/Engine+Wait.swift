@@ -22,6 +22,7 @@ extension Engine {
             default: break
             }
             if try done() { return .done }
+            detectFailures()
             var active = try transport.progress(serve: serve)
             if try done() { return .done }
             if Lifecycle.serveOthers(than: self) { active = true }

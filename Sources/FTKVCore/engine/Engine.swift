@@ -69,6 +69,13 @@ public final class Engine: @unchecked Sendable {
     var servedInBackground = false
     /// Application threads inside a wait loop (they serve requests themselves meanwhile).
     let applicationWaiters = Atomic<Int>(0)
+    /// The heartbeat watch (Engine+Failures): inactive on ranks without a progress thread.
+    var heartbeats: HeartbeatRing
+    /// Ranks known to have failed (monotonic), and when this rank learned it.
+    var failedRanks = Set<Int32>()
+    var failureTimes: [Int32: UInt64] = [:]
+    /// Another rank announced this one as failed.
+    var suspectedByOthers = false
     /// This rank's directory of committed versions (ftkv_dir/<name>).
     let checkpoints: StoreDirectory
     /// The number the next kv_commit gives its version: above every version seen in any rank's
@@ -88,8 +95,12 @@ public final class Engine: @unchecked Sendable {
 
     var rank: Int32 { transport.rank }
 
+    /// `monitored`: by rank, whether it runs a progress thread (and so sends heartbeats).
     init(name: String, config: StoreConfig, threadLevel: Int32, transport: Transport, view: View,
-         faults: FaultInjection = FaultInjection()) {
+         faults: FaultInjection = FaultInjection(), monitored: [Bool] = []) {
+        self.heartbeats = HeartbeatRing(me: transport.rank, monitored: monitored,
+                                        period: UInt64(config.heartbeatSeconds * 1e9),
+                                        suspectAfter: UInt64(config.suspectAfterSeconds * 1e9))
         self.name = name
         self.config = config
         self.faults = faults
@@ -212,17 +223,24 @@ public final class Engine: @unchecked Sendable {
         if let mine = pending.find(key, hash: hash) ?? shipping?.find(key, hash: hash) {
             return Engine.deliver(mine.isTombstone ? nil : mine.value, into: buffer)
         }
-        let (isLocal, primary) = placement.withReplicas(ofHash: hash) { ($0.contains(rank), $0.first ?? rank) }
+        var (isLocal, target) = placement.withReplicas(ofHash: hash) { ($0.contains(rank), liveReplica($0)) }
         if isLocal {
             let rec = store.find(key, hash: hash)
             return Engine.deliver(rec.flatMap { $0.isTombstone ? nil : $0.value }, into: buffer)
         }
-        do {
-            return try remoteGet(key: key, from: primary, into: buffer)
-        } catch {
-            noteFailure(error, inCollective: false)
-            throw error
+        // From the first live replica; if it fails while answering, from the next one.
+        while let owner = target {
+            do {
+                return try remoteGet(key: key, from: owner, into: buffer)
+            } catch let f as KVFailure where f.code == .procFailed {
+                target = placement.withReplicas(ofHash: hash) { liveReplica($0) }
+            } catch {
+                noteFailure(error, inCollective: false)
+                throw error
+            }
         }
+        let holders = placement.replicaRanks(ofHash: hash).map(String.init).joined(separator: ", ")
+        throw KVFailure(.procFailed, "every rank holding the key has failed (ranks \(holders))")
     }
 
     static func deliver(_ value: UnsafeRawBufferPointer?, into buffer: UnsafeMutableRawBufferPointer?) -> GetOutcome {
@@ -290,6 +308,7 @@ public final class Engine: @unchecked Sendable {
         case .open, .closing: break
         default: return false
         }
+        detectFailures()
         do {
             return try transport.progress(serve: serve)
         } catch {

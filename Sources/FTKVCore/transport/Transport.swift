@@ -34,7 +34,9 @@ final class Transport {
     private var nextRequestID: UInt64 = 1
     /// Sends not yet complete. One nobody receives within ftkv_timeout (a dead or stopped peer) is
     /// cancelled and no longer tested every round; the request awaiting its answer times out anyway.
-    private var sends = PendingOperations<Void>()
+    /// Sends under way; `info`: whether it is a notice (heartbeats are not activity: an idle
+    /// store must keep backing off while they come and go).
+    private var sends = PendingOperations<Bool>()
     /// Requests waiting for a reply: the rank that must answer and the kind it must answer with.
     private var awaiting: [UInt64: (source: Int32, kind: Wire.Kind)] = [:]
     private var replies: [UInt64: Incoming] = [:]
@@ -81,15 +83,27 @@ final class Transport {
         return id
     }
 
+    /// Sends a notice (a header only, no reply expected) to `dest`.
+    func sendNotice(_ kind: Wire.Kind, argument: UInt64, to dest: Int32) throws {
+        var w = try ByteWriter(reserving: Wire.headerSize)
+        do {
+            try Wire.write(header(kind, requestID: 0, argument: argument), to: &w)
+        } catch {
+            w.release()
+            throw error
+        }
+        try send(try w.finish(), to: dest, tag: Wire.requestTag, notice: true)
+    }
+
     /// Sends an already framed message (a request built elsewhere, or a reply).
-    func send(_ buffer: MessageBuffer, to dest: Int32, tag: Int32) throws {
+    func send(_ buffer: MessageBuffer, to dest: Int32, tag: Int32, notice: Bool = false) throws {
         guard buffer.count <= Int(Int32.max) else {
             throw KVFailure(.internal, "message of \(buffer.count) bytes exceeds an MPI count")
         }
         var request: MPI_Request? = cmpi_request_null()
         try mpiCheck(MPI_Isend(buffer.base, Int32(buffer.count), cmpi_byte(), dest, tag, comm, &request),
                      "MPI_Isend to rank \(dest)")
-        sends.add(request, buffer: buffer, deadline: Deadline(seconds: receiveTimeout), info: ())
+        sends.add(request, buffer: buffer, deadline: Deadline(seconds: receiveTimeout), info: notice)
     }
 
     /// A reply that arrived for request `id`, if any (taking it stops the wait for it).
@@ -117,8 +131,11 @@ final class Transport {
         // One probe for both kinds (the communicator is the store's own, so every tag is ours):
         // each MPI_Improbe runs Open MPI's whole progress engine, most of an idle poll's cost.
         while let arrival = try startReceive() {
-            active = true
-            if let received = try arrivals.complete(at: arrival) { try deliver(received, serve: serve) }
+            if let received = try arrivals.complete(at: arrival) {
+                if try deliver(received, serve: serve) { active = true }
+            } else {
+                active = true
+            }
         }
         return active
     }
@@ -126,8 +143,14 @@ final class Transport {
     /// Hands a request to `serve` and sends its reply; files a reply if it answers a request of
     /// ours from the rank asked, with the expected kind, in our epoch. Anything else is dropped
     /// and counted: frames from other processes are untrusted.
-    private func dispatch(_ message: Incoming, serve: (Incoming) throws -> MessageBuffer?) throws {
+    /// Returns whether the message is activity (anything but a notice).
+    @discardableResult
+    private func dispatch(_ message: Incoming, serve: (Incoming) throws -> MessageBuffer?) throws -> Bool {
         let h = message.header
+        if message.tag == Wire.requestTag && Wire.isNotice(h.kind) {
+            _ = try serve(message)
+            return false
+        }
         if message.tag == Wire.requestTag && Wire.replyKind(to: h.kind) != nil {
             if let reply = try serve(message) {
                 try send(reply, to: message.source, tag: Wire.replyTag)
@@ -138,6 +161,7 @@ final class Transport {
         } else {
             droppedMessages += 1
         }
+        return true
     }
 
     /// Counts a message the engine refused to act on.
@@ -145,7 +169,9 @@ final class Transport {
 
     private func completeSends() throws -> Bool {
         guard !sends.isEmpty else { return false }
-        return try sends.sweep { _ in }.completed
+        var active = false
+        _ = try sends.sweep { if !$0.info { active = true } }
+        return active
     }
 
     /// What is known of a matched message while it arrives.
@@ -163,21 +189,23 @@ final class Transport {
     /// that died mid-message costs its requester a timeout, nobody else anything).
     private func completeArrivals(serve: (Incoming) throws -> MessageBuffer?) throws -> Bool {
         guard !arrivals.isEmpty else { return false }
-        let (completed, expired) = try arrivals.sweep { try deliver($0, serve: serve) }
+        var active = false
+        let (_, expired) = try arrivals.sweep { if try deliver($0, serve: serve) { active = true } }
         droppedMessages += UInt64(expired)
-        return completed
+        return active
     }
 
     /// Hands a received message on (malformed ones are dropped).
-    private func deliver(_ received: PendingOperations<Envelope>.Operation, serve: (Incoming) throws -> MessageBuffer?) throws {
+    /// Returns whether it was activity (see dispatch).
+    private func deliver(_ received: PendingOperations<Envelope>.Operation, serve: (Incoming) throws -> MessageBuffer?) throws -> Bool {
         let e = received.info
         received.buffer.setCount(Int(e.count))
         var reader = ByteReader(received.buffer.bytes)
         guard let header = try? Wire.readHeader(&reader) else {
             droppedMessages += 1
-            return
+            return true
         }
-        try dispatch(Incoming(buffer: received.buffer, header: header, source: e.source, tag: e.tag), serve: serve)
+        return try dispatch(Incoming(buffer: received.buffer, header: header, source: e.source, tag: e.tag), serve: serve)
     }
 
     /// Matches one message if one has arrived and starts receiving it; returns its index in

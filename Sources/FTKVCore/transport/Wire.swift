@@ -20,7 +20,12 @@ enum Wire {
         case applyAck = 4   // argument: ops applied; replying to `order`, body: the assigned stamp
         case order = 5      // body: one op whose stamp the receiver, the key's primary, assigns
                             // (sequential consistency); the reply is an applyAck
+        case heartbeat = 6  // a notice (no reply): the sender is alive (HeartbeatRing)
+        case failed = 7     // a notice: the sender suspects rank `argument` has failed
     }
+
+    /// Whether a kind is a notice: sent on the request tag, acted on, never answered.
+    static func isNotice(_ kind: Kind) -> Bool { kind == .heartbeat || kind == .failed }
 
     enum Status: UInt8 {
         case ok = 0
@@ -35,7 +40,7 @@ enum Wire {
         switch kind {
         case .get: return .getReply
         case .apply, .order: return .applyAck
-        case .getReply, .applyAck: return nil
+        case .getReply, .applyAck, .heartbeat, .failed: return nil
         }
     }
 

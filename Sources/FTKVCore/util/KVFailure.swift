@@ -13,6 +13,7 @@ public enum KVCode: Int32, Sendable, CaseIterable {
     case `internal` = -9
     case remote = -10
     case dataLoss = -11
+    case procFailed = -12
 
     /// Static text for a code; kv_strerror returns these bytes.
     public var text: StaticString {
@@ -29,6 +30,7 @@ public enum KVCode: Int32, Sendable, CaseIterable {
         case .internal: return "internal error in libftkv"
         case .remote: return "another rank refused or could not carry out the request"
         case .dataLoss: return "every stored copy of some committed data is missing or damaged"
+        case .procFailed: return "a rank involved has failed"
         }
     }
 }

@@ -1,0 +1,70 @@
+import Glibc
+
+/// Which ranks have failed, as this rank knows it: suspected by its own heartbeat watch
+/// (HeartbeatRing) or announced by another rank's. Failed ranks stay failed. Today a failure
+/// steers reads to live replicas and is reported by kv_failed; agreeing on a new view and
+/// shrinking the store build on this.
+extension Engine {
+    /// Heartbeats out, silence checked: part of every progress round (lock held). Cheap when
+    /// nothing is due (a clock read and two comparisons).
+    func detectFailures() {
+        guard heartbeats.isActive else { return }
+        let (sendTo, suspect) = heartbeats.due(now: monotonicNanos(), failed: failedRanks)
+        if let suspect { declareFailed(suspect, announce: true) }
+        // A send that fails is the next round's problem: the receiver's watch will notice.
+        if let sendTo { try? transport.sendNotice(.heartbeat, argument: 0, to: sendTo) }
+    }
+
+    /// A notice from another rank (a heartbeat, or a failure it announces).
+    func noticed(_ notice: Incoming) {
+        let h = notice.header
+        guard h.epoch == view.epoch else {
+            transport.noteDropped()
+            return
+        }
+        switch h.kind {
+        case .heartbeat:
+            heartbeats.heard(from: notice.source, now: monotonicNanos())
+        case .failed:
+            guard h.argument < UInt64(transport.size) else {
+                transport.noteDropped()
+                return
+            }
+            let who = Int32(h.argument)
+            if who == rank {
+                // Another rank gave up on this one (it was stopped or starved past the
+                // suspicion time): remembered; excluding it is the view change's work.
+                suspectedByOthers = true
+            } else {
+                declareFailed(who, announce: false)
+            }
+        default:
+            transport.noteDropped()
+        }
+    }
+
+    /// Records `who` as failed; the rank that suspected it tells every other live member.
+    func declareFailed(_ who: Int32, announce: Bool) {
+        guard who != rank, who >= 0, who < transport.size, failedRanks.insert(who).inserted else { return }
+        failureTimes[who] = monotonicNanos()
+        guard announce else { return }
+        for other in 0..<transport.size where other != rank && other != who && !failedRanks.contains(other) {
+            try? transport.sendNotice(.failed, argument: UInt64(who), to: other)
+        }
+    }
+
+    /// The first replica of a key that has not failed (nil: all have).
+    @inline(__always)
+    func liveReplica(_ set: ArraySlice<Int32>) -> Int32? {
+        failedRanks.isEmpty ? set.first : set.first { !failedRanks.contains($0) }
+    }
+
+    /// kv_failed: the failed ranks this rank knows of, ascending.
+    public func failed() throws -> [Int32] {
+        try lock.withLock {
+            try checkUsable()
+            serveWaitingRequests()
+            return failedRanks.sorted()
+        }
+    }
+}
