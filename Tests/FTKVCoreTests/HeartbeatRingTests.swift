@@ -19,35 +19,52 @@ struct HeartbeatRingTests {
         #expect(!off.isActive)
     }
 
-    @Test func sendsEveryPeriodAndSuspectsAfterSilence() {
+    @Test func suspectsAfterSilenceButNotAfterBeingAway() {
         var ring = HeartbeatRing(me: 1, monitored: [true, true, true], period: 100 * ms, suspectAfter: 1000 * ms)
         var t: UInt64 = 10_000 * ms
-        var sends = 0
         var lastHeard = t
-        // 2 s with the predecessor (0) heard every 100 ms: no suspicion, a send per period.
+        // 2 s with the predecessor (0) heard every 100 ms, checked every 10 ms: no suspicion.
         for step in 0..<200 {
-            let (to, suspect) = ring.due(now: t, failed: [])
-            if let to { #expect(to == 2); sends += 1 }
-            #expect(suspect == nil)
             if step % 10 == 0 {
                 ring.heard(from: 0, now: t)
                 lastHeard = t
             }
             ring.heard(from: 2, now: t) // the successor's messages do not feed the watch
+            #expect(ring.suspect(now: t, failed: []) == nil)
             t += 10 * ms
         }
-        #expect(sends == 20)
         // Silence from 0: suspected once more than 1 s has passed since it was last heard.
         var suspectedAt: UInt64?
         while suspectedAt == nil && t < lastHeard + 3000 * ms {
-            if ring.due(now: t, failed: []).suspect == 0 { suspectedAt = t }
+            if ring.suspect(now: t, failed: []) == 0 { suspectedAt = t }
             t += 10 * ms
         }
         #expect(suspectedAt != nil && suspectedAt! > lastHeard + 1000 * ms && suspectedAt! <= lastHeard + 1020 * ms)
         // Once 0 is failed the watch moves to 2 (the ring wraps) with a fresh grace period.
         let now = t
-        #expect(ring.due(now: now, failed: [0]).suspect == nil)
-        #expect(ring.due(now: now + 900 * ms, failed: [0]).suspect == nil)
-        #expect(ring.due(now: now + 1100 * ms, failed: [0]).suspect == 2)
+        #expect(ring.suspect(now: now, failed: [0]) == nil)
+        #expect(ring.suspect(now: now + 400 * ms, failed: [0]) == nil)
+        #expect(ring.suspect(now: now + 800 * ms, failed: [0]) == nil)
+        #expect(ring.suspect(now: now + 1100 * ms, failed: [0]) == 2)
+    }
+
+    @Test func aRankThatWasBusyDoesNotJudgeTheSilence() {
+        var ring = HeartbeatRing(me: 1, monitored: [true, true], period: 100 * ms, suspectAfter: 1000 * ms)
+        var t: UInt64 = 5_000 * ms
+        ring.heard(from: 0, now: t)
+        #expect(ring.suspect(now: t, failed: []) == nil)
+        ring.heard(from: 0, now: t)
+        // This rank did not look for 3 s (its application held the lock): a fresh grace period.
+        t += 3000 * ms
+        #expect(ring.suspect(now: t, failed: []) == nil)
+        #expect(ring.suspect(now: t + 400 * ms, failed: []) == nil)
+        // But continued silence while it looks is suspicion.
+        var u = t + 400 * ms
+        var suspected = false
+        while u < t + 1500 * ms && !suspected {
+            u += 100 * ms
+            suspected = ring.suspect(now: u, failed: []) == 0
+        }
+        #expect(suspected && u > t + 1000 * ms)
     }
 }

@@ -7,10 +7,14 @@
  * them). Afterwards no rank may report a failed rank (kv_failed), and a fence and every rank's
  * key must still work. With FTKV_PROGRESS=inline no rank is watched (a rank may compute for
  * minutes without calling the library), so none may be suspected either.
+ * With HB_COMMIT_MIB=M, rank 0 then puts M MiB and the others 1 MiB, and kv_commit writes it
+ * (fsynced) for longer than the suspicion time, the application thread holding the store's lock
+ * the while: heartbeats must keep going (they are sent without the lock) and the watch of a rank
+ * that was busy must not judge the silence it could not hear. No rank may be suspected.
  * scripts/soak-idle.sh runs the same for 10 minutes.
  */
 //@case 8 timeout=90
-//@case 4 FTKV_HEARTBEAT=0.05 FTKV_SUSPECT_AFTER=0.5 timeout=90
+//@case 4 FTKV_HEARTBEAT=0.05 FTKV_SUSPECT_AFTER=0.3 HB_COMMIT_MIB=96 FTKV_DIR=/tmp/ftkv-heartbeat-test FTKV_LOAD=none timeout=120
 //@case 4 FTKV_PROGRESS=inline timeout=90
 #include "common.h"
 
@@ -44,6 +48,27 @@ int main(int argc, char **argv)
     }
     MPI_Barrier(MPI_COMM_WORLD);
 
+    long commit_mib = t_env_long("HB_COMMIT_MIB", 0);
+    if (commit_mib > 0) {
+        t_phase("a commit that writes for longer than the suspicion time");
+        size_t chunk = 1 << 20;
+        long mine = t_rank == 0 ? commit_mib : 1;
+        unsigned char *v = t_xmalloc(chunk);
+        for (long b = 0; b < mine; b++) {
+            char k[64];
+            size_t kl = (size_t)sprintf(k, "big/%d/%ld", t_rank, b);
+            t_fill(v, chunk, (uint64_t)b);
+            CHECK_RC(kv, kv_put(kv, k, kl, v, chunk), KV_OK, k, kl, "kv_put");
+        }
+        free(v);
+        double c0 = now();
+        uint64_t version = 0;
+        CHECK_RC(kv, kv_commit(kv, &version), KV_OK, "", (size_t)0, "kv_commit");
+        double ct = now() - c0;
+        if (t_rank == 0) printf("heartbeat: kv_commit of %ld MiB on rank 0 took %.2f s\n", commit_mib, ct);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+
     t_phase("no rank suspected");
     int failed[64], n = -1;
     CHECK_RC(kv, kv_failed(kv, failed, 64, &n), KV_OK, "", (size_t)0, "kv_failed");
@@ -61,5 +86,8 @@ int main(int argc, char **argv)
     }
     if (t_rank == 0) printf("heartbeat: %d ranks, %.0f s away from the library: no rank suspected\n", t_size, idle);
     CHECK_RC(kv, kv_close(&kv), KV_OK, "", (size_t)0, "kv_close");
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (commit_mib > 0 && t_rank == 0 && system("rm -rf /tmp/ftkv-heartbeat-test") != 0)
+        printf("heartbeat: could not remove /tmp/ftkv-heartbeat-test\n");
     return t_finish();
 }

@@ -5,14 +5,14 @@ import Glibc
 /// steers reads to live replicas and is reported by kv_failed; agreeing on a new view and
 /// shrinking the store build on this.
 extension Engine {
-    /// Heartbeats out, silence checked: part of every progress round (lock held). Cheap when
-    /// nothing is due (a clock read and two comparisons).
+    /// Silence checked: part of every progress round (lock held), after the round received what
+    /// had arrived. Cheap when nothing is due (a clock read and a few comparisons). Heartbeats
+    /// go out from the progress thread without the lock (HeartbeatSender).
     func detectFailures() {
         guard heartbeats.isActive else { return }
-        let (sendTo, suspect) = heartbeats.due(now: monotonicNanos(), failed: failedRanks)
-        if let suspect { declareFailed(suspect, announce: true) }
-        // A send that fails is the next round's problem: the receiver's watch will notice.
-        if let sendTo { try? transport.sendNotice(.heartbeat, argument: 0, to: sendTo) }
+        let now = monotonicNanos()
+        heartbeatSender?.sendIfDue(now: now)
+        if let suspect = heartbeats.suspect(now: now, failed: failedRanks) { declareFailed(suspect, announce: true) }
     }
 
     /// A notice from another rank (a heartbeat, or a failure it announces).
@@ -47,6 +47,7 @@ extension Engine {
     func declareFailed(_ who: Int32, announce: Bool) {
         guard who != rank, who >= 0, who < transport.size, failedRanks.insert(who).inserted else { return }
         failureTimes[who] = monotonicNanos()
+        heartbeatSender?.target.store(heartbeats.successor(failed: failedRanks) ?? -1, ordering: .relaxed)
         guard announce else { return }
         for other in 0..<transport.size where other != rank && other != who && !failedRanks.contains(other) {
             try? transport.sendNotice(.failed, argument: UInt64(who), to: other)

@@ -122,6 +122,12 @@ extension Engine {
         if let dir = config.flushDirectory {
             engine.flusher = try SecondTierFlusher(tier: StoreDirectory(base: dir, store: name!), rank: Int(rank), keep: config.keep)
         }
+        if engine.heartbeats.isActive {
+            let sender = try HeartbeatSender(comm: dup, header: transport.header(.heartbeat, requestID: 0, argument: 0),
+                                             period: engine.heartbeats.period)
+            sender.target.store(engine.heartbeats.successor(failed: []) ?? -1, ordering: .relaxed)
+            engine.heartbeatSender = sender
+        }
         if wantThread {
             let thread = ProgressThread { [unowned engine] in engine.backgroundStep() }
             try thread.start()

@@ -22,8 +22,8 @@ extension Engine {
             default: break
             }
             if try done() { return .done }
-            detectFailures()
             var active = try transport.progress(serve: serve)
+            detectFailures()
             if try done() { return .done }
             if Lifecycle.serveOthers(than: self) { active = true }
             return active ? .active : .idle

@@ -71,6 +71,8 @@ public final class Engine: @unchecked Sendable {
     let applicationWaiters = Atomic<Int>(0)
     /// The heartbeat watch (Engine+Failures): inactive on ranks without a progress thread.
     var heartbeats: HeartbeatRing
+    /// Sends this rank's heartbeats (nil when it is not watched).
+    var heartbeatSender: HeartbeatSender?
     /// Ranks known to have failed (monotonic), and when this rank learned it.
     var failedRanks = Set<Int32>()
     var failureTimes: [Int32: UInt64] = [:]
@@ -288,6 +290,11 @@ public final class Engine: @unchecked Sendable {
 
     /// One round of progress by the background thread: never waits for the lock.
     func backgroundStep() -> ProgressThread.Step {
+        // Heartbeats do not wait for the lock: the application may hold it for seconds.
+        if let sender = heartbeatSender, CommunicatorGate.tryEnterShared() {
+            sender.sendIfDue(now: monotonicNanos())
+            CommunicatorGate.leaveShared()
+        }
         // An application thread in a wait loop is serving: stand aside instead of spinning.
         if applicationWaiters.load(ordering: .relaxed) > 0 { return .standAside }
         return backgroundProgress() ? .active : .idle
@@ -308,9 +315,10 @@ public final class Engine: @unchecked Sendable {
         case .open, .closing: break
         default: return false
         }
-        detectFailures()
         do {
-            return try transport.progress(serve: serve)
+            let active = try transport.progress(serve: serve)
+            detectFailures()
+            return active
         } catch {
             noteFailure(error, inCollective: false)
             return false

@@ -1,7 +1,7 @@
 /// Failure detection by heartbeats on a ring (the heartbeat source of "rank X is gone"): each
-/// monitored member sends a heartbeat to the next monitored live member every `period` and
-/// watches the previous one; silence for `suspectAfter` makes it suspect that member. One message
-/// per member per period, whatever the number of ranks.
+/// monitored member sends a heartbeat to the next monitored live member every `period` (see
+/// HeartbeatSender) and watches the previous one; silence for `suspectAfter` makes it suspect
+/// that member. One message per member per period, whatever the number of ranks.
 ///
 /// Only members with a background progress thread are monitored: below MPI_THREAD_MULTIPLE a
 /// rank talks only when its application calls the library, and a rank computing for minutes must
@@ -14,7 +14,7 @@ public struct HeartbeatRing: Sendable {
     public let suspectAfter: UInt64
     private(set) var watching: Int32?
     private(set) var lastHeard: UInt64 = 0
-    private(set) var lastSent: UInt64 = 0
+    private(set) var lastChecked: UInt64 = 0
 
     public init(me: Int32, monitored: [Bool], period: UInt64, suspectAfter: UInt64) {
         self.me = me
@@ -43,28 +43,26 @@ public struct HeartbeatRing: Sendable {
         return nil
     }
 
-    /// A heartbeat (or any message) arrived from `source`.
+    /// A heartbeat arrived from `source`.
     public mutating func heard(from source: Int32, now: UInt64) {
         if source == watching { lastHeard = now }
     }
 
-    /// What to do now: the member to send a heartbeat to (if one is due) and the member to
-    /// suspect (if the watched one has been silent too long). A new predecessor (after a failure)
-    /// gets a full `suspectAfter` from now before it can be suspected.
-    public mutating func due(now: UInt64, failed: Set<Int32>) -> (sendTo: Int32?, suspect: Int32?) {
-        guard isActive else { return (nil, nil) }
+    /// The member to suspect now, if the watched one has been silent too long. Call after the
+    /// messages that arrived have been received. A new predecessor (after a failure) gets a full
+    /// `suspectAfter` from now; so does the watched one after this member was not looking (no
+    /// check for over half the suspicion time: it was busy, and cannot judge that silence).
+    public mutating func suspect(now: UInt64, failed: Set<Int32>) -> Int32? {
+        guard isActive else { return nil }
         let previous = predecessor(failed: failed)
-        if previous != watching {
+        let wasAway = lastChecked != 0 && now &- lastChecked > suspectAfter / 2
+        lastChecked = now
+        if previous != watching || wasAway {
             watching = previous
-            lastHeard = now
+            lastHeard = max(lastHeard, now)
+            return nil
         }
-        var suspect: Int32?
-        if let w = watching, now &- lastHeard > suspectAfter { suspect = w }
-        var sendTo: Int32?
-        if now &- lastSent >= period, let next = successor(failed: failed) {
-            sendTo = next
-            lastSent = now
-        }
-        return (sendTo, suspect)
+        guard let w = watching, now &- lastHeard > suspectAfter else { return nil }
+        return w
     }
 }
