@@ -31,13 +31,9 @@ extension Engine {
                 return
             }
             let who = Int32(h.argument)
-            if who == rank {
-                // Another rank gave up on this one (it was stopped or starved past the
-                // suspicion time): remembered; excluding it is the view change's work.
-                suspectedByOthers = true
-            } else {
-                declareFailed(who, announce: false)
-            }
+            // About this rank itself: another gave up on it (it was stopped or starved past the
+            // suspicion time); excluding it is the view change's work, ignored until then.
+            if who != rank { declareFailed(who, announce: false) }
         default:
             transport.noteDropped()
         }
@@ -46,7 +42,6 @@ extension Engine {
     /// Records `who` as failed; the rank that suspected it tells every other live member.
     func declareFailed(_ who: Int32, announce: Bool) {
         guard who != rank, who >= 0, who < transport.size, failedRanks.insert(who).inserted else { return }
-        failureTimes[who] = monotonicNanos()
         heartbeatSender?.target.store(heartbeats.successor(failed: failedRanks) ?? -1, ordering: .relaxed)
         guard announce else { return }
         for other in 0..<transport.size where other != rank && other != who && !failedRanks.contains(other) {

@@ -73,11 +73,8 @@ public final class Engine: @unchecked Sendable {
     var heartbeats: HeartbeatRing
     /// Sends this rank's heartbeats (nil when it is not watched).
     var heartbeatSender: HeartbeatSender?
-    /// Ranks known to have failed (monotonic), and when this rank learned it.
+    /// Ranks known to have failed (monotonic).
     var failedRanks = Set<Int32>()
-    var failureTimes: [Int32: UInt64] = [:]
-    /// Another rank announced this one as failed.
-    var suspectedByOthers = false
     /// This rank's directory of committed versions (ftkv_dir/<name>).
     let checkpoints: StoreDirectory
     /// The number the next kv_commit gives its version: above every version seen in any rank's
