@@ -199,7 +199,7 @@ int kv_flush_status(kv_store *kv, uint64_t version, int *flushed);
  * Ranks of the communicator given to kv_open, ascending; at most maxranks are written to ranks,
  * the full count to *count. Failure detection: every rank with a progress thread sends a
  * heartbeat to the next such rank every ftkv_heartbeat seconds (default 0.1) and watches the
- * previous one; ftkv_suspect_after seconds of silence (default 1) make it announce that rank as
+ * previous one; ftkv_suspect_after seconds of silence (default 0.8) make it announce that rank as
  * failed to all. Ranks without a progress thread (below MPI_THREAD_MULTIPLE, or
  * ftkv_progress=inline) are not watched: such a rank may compute for minutes without calling the
  * library, so its death shows only as deadlines (ftkv_timeout) on what it owes. A failed rank

@@ -49,7 +49,7 @@ public struct StoreConfig: Sendable, Equatable {
     /// Seconds between heartbeats of ranks with a progress thread (0: no failure detection).
     public var heartbeatSeconds = 0.1
     /// Seconds of silence after which a watched rank is suspected of having failed.
-    public var suspectAfterSeconds = 1.0
+    public var suspectAfterSeconds = 0.8
 
     public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node",
                               "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir", "ftkv_heartbeat", "ftkv_suspect_after"]
