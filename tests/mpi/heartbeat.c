@@ -2,9 +2,9 @@
  * heartbeat.c - the failure detector must not suspect live ranks.
  *
  * Every rank opens a store, then stays away from the library for HB_IDLE seconds (default 6,
- * over seven times the default suspicion time): half the ranks sleep, the other half spin the CPU (with
- * 8 ranks on this machine's 2 cores, the progress threads that send heartbeats compete with
- * them). Afterwards no rank may report a failed rank (kv_failed), and a fence and every rank's
+ * over seven times the default suspicion time): half the ranks sleep, the other half spin the
+ * CPU (with 8 ranks on this machine's 2 cores, the progress threads that send heartbeats compete
+ * with them). Afterwards no rank may report a failed rank (kv_failed), and a fence and every rank's
  * key must still work. With FTKV_PROGRESS=inline no rank is watched (a rank may compute for
  * minutes without calling the library), so none may be suspected either.
  * With HB_COMMIT_MIB=M, rank 0 then puts M MiB and the others 1 MiB, and kv_commit writes it
