@@ -127,34 +127,20 @@ extension Engine {
                           wanted: (ArraySlice<Int32>) -> Bool, emit: (RecordView) throws -> Void) throws -> String? {
         let parts = entry.parts
         for (fileName, part) in parts.dropFirst() {
-            if let damage = try readFile(dir.filePath(version, name: fileName), part: part, rank: entry.rank, emit: { _, _, _, _ in }) {
-                return "(delta \(fileName)) " + damage
+            if let why = DataFileReader.readPart(dir.filePath(version, name: fileName), part, rank: entry.rank, { _, _, _, _ in }) {
+                return "(delta \(fileName)) is damaged: " + why
             }
         }
         // Newest first: a replica applies a record only if it is newer than what it holds, so
         // each key is written once instead of once per file.
         for (fileName, part) in parts.reversed() {
-            let damage = try readFile(dir.filePath(version, name: fileName), part: part, rank: entry.rank) { key, value, stamp, tombstone in
+            let why = try DataFileReader.readPart(dir.filePath(version, name: fileName), part, rank: entry.rank) { key, value, stamp, tombstone in
                 let hash = StableHash.hash(key)
                 guard old.withReplicas(ofHash: hash, wanted) else { return }
                 try emit(RecordView(key: key, value: value, stamp: stamp, isTombstone: tombstone, hash: hash))
             }
-            if let damage { return (fileName == parts[0].name ? "" : "(delta \(fileName)) ") + damage }
+            if let why { return (fileName == parts[0].name ? "" : "(delta \(fileName)) ") + "is damaged: " + why }
         }
-        return nil
-    }
-
-    /// One data file: checked against what the manifest says of it, records passed to `emit`.
-    private func readFile(_ path: String, part: Manifest.Part, rank k: Int,
-                          emit: (UnsafeRawBufferPointer, UnsafeRawBufferPointer, Stamp, Bool) throws -> Void) throws -> String? {
-        let reader: DataFileReader
-        do { reader = try DataFileReader(path: path) } catch let f as KVFailure { return f.message }
-        if case .success(let h) = reader.header(), h.storeVersion != part.written || h.writerRank != UInt32(k) {
-            return "its header names version \(h.storeVersion), rank \(h.writerRank)"
-        }
-        let (count, damage) = try reader.forEachRecord { key, value, stamp, tombstone in try emit(key, value, stamp, tombstone) }
-        if let damage { return "is damaged: \(damage)" }
-        guard count == part.records else { return "holds \(count) records, the manifest says \(part.records)" }
         return nil
     }
 }

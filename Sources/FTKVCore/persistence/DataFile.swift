@@ -365,3 +365,27 @@ public final class DataFileReader {
         }
     }
 }
+
+extension DataFileReader {
+    /// Reads the file that `part` of a manifest describes (written by `rank`), passing every
+    /// intact record to `body`. Returns nil when it is exactly that file, else why not: it cannot
+    /// be opened, is damaged, or its header, record count or checksum chain is not the manifest's.
+    /// Restart loading and ftkv verify both read files through here.
+    public static func readPart(_ path: String, _ part: Manifest.Part, rank: Int,
+                                _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, _ stamp: Stamp,
+                                         _ tombstone: Bool) throws -> Void) rethrows -> String? {
+        guard let reader = try? DataFileReader(path: path) else { return "cannot be opened" }
+        switch reader.header() {
+        case .failure(let d): return d.description
+        case .success(let h):
+            guard h.storeVersion == part.written, h.writerRank == UInt32(rank) else {
+                return "its header names version \(h.storeVersion), rank \(h.writerRank)"
+            }
+        }
+        let (count, damage) = try reader.forEachRecord(body)
+        if let damage { return damage.description }
+        guard count == part.records else { return "holds \(count) records, the manifest says \(part.records)" }
+        if case .success(let t) = reader.trailer(), t.chain != part.chain { return "its checksum chain differs from the manifest's" }
+        return nil
+    }
+}

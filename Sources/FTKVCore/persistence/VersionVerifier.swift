@@ -88,30 +88,14 @@ public enum VersionVerifier {
             guard UInt64(size) == part.bytes else {
                 return entry.parts.count > 1 ? .damaged(prefix + "\(size) bytes, committed \(part.bytes)") : .wrongSize(UInt64(size))
             }
-            if let why = check(path: path, part: part, rank: entry.rank, read: read) { return .damaged(prefix + why) }
+            var pending: UInt64 = 0
+            let why = DataFileReader.readPart(path, part, rank: entry.rank) { key, value, _, _ in
+                pending += UInt64(DataFileFormat.recordSize(keyLen: key.count, valueLen: value.count))
+                if pending >= 8 << 20 { read(pending); pending = 0 }
+            }
+            read(pending)
+            if let why { return .damaged(prefix + why) }
         }
         return .intact
-    }
-
-    /// One data file, read in full; nil when it is exactly what the manifest says.
-    static func check(path: String, part: Manifest.Part, rank: Int, read: (UInt64) -> Void) -> String? {
-        guard let reader = try? DataFileReader(path: path) else { return "cannot be opened" }
-        switch reader.header() {
-        case .failure(let d): return d.description
-        case .success(let h):
-            guard h.storeVersion == part.written, h.writerRank == UInt32(rank) else {
-                return "its header names version \(h.storeVersion), rank \(h.writerRank)"
-            }
-        }
-        var pending: UInt64 = 0
-        let (count, damage) = reader.forEachRecord { key, value, _, _ in
-            pending += UInt64(DataFileFormat.recordSize(keyLen: key.count, valueLen: value.count))
-            if pending >= 8 << 20 { read(pending); pending = 0 }
-        }
-        read(pending)
-        if let damage { return damage.description }
-        guard count == part.records else { return "holds \(count) records, the manifest says \(part.records)" }
-        if case .success(let t) = reader.trailer(), t.chain != part.chain { return "its checksum chain differs from the manifest's" }
-        return nil
     }
 }
