@@ -64,8 +64,9 @@ extern "C" {
                               a malformed reply); the handle stays usable */
 #define KV_EDATALOSS (-11) /* every stored copy of some committed data is missing or damaged
                               (kv_open of a committed store; kv_errmsg names what is lost) */
-#define KV_EPROCFAILED (-12) /* a rank the call needed has failed (kv_get: every rank holding the
-                              key has; see kv_failed) */
+#define KV_EPROCFAILED (-12) /* members failed and the store moved to a new view without them
+                              (the call did not complete: retry it; see "Failures" below), or
+                              every rank holding a key has failed (kv_get) */
 
 /* Limits on keys and values (bytes). */
 #define KV_MAX_KEY_LEN   ((size_t)65536)
@@ -195,31 +196,61 @@ int kv_commit(kv_store *kv, uint64_t *version);
 int kv_flush_status(kv_store *kv, uint64_t version, int *flushed);
 
 /*
+ * Failures. Ranks are named everywhere (kv_failed, kv_locate, KV_STAT_RANK) by their rank in the
+ * communicator given to kv_open, which stays their identity when the store shrinks.
+ * Detection: every rank with a progress thread sends a heartbeat to the next such rank every
+ * ftkv_heartbeat seconds (default 0.1) and watches the previous one; ftkv_suspect_after seconds
+ * of silence (default 0.8) make it announce that rank as failed to all. Ranks without a progress
+ * thread (below MPI_THREAD_MULTIPLE, or ftkv_progress=inline) are not watched: such a rank may
+ * compute for minutes without calling the library, so its death shows only as deadlines
+ * (ftkv_timeout) on what it owes. A failed rank stays failed.
+ * Recovery (online, no restart): kv_get reads from the next live replica at once. The survivors
+ * agree on the failed set (the lowest live rank coordinates; if it dies, the next one does),
+ * move to a new view (KV_STAT_EPOCH + 1) on a communicator of the survivors, and copy every key
+ * to its replicas under the new placement, so ftkv_replicas copies exist again (as long as fewer
+ * than ftkv_replicas holders of a key failed at once). A rank that was only stopped (SIGSTOP)
+ * past the suspicion time is excluded like a dead one: when it wakes up, its calls return
+ * KV_EPROCFAILED, and nothing it sends is applied by the others.
+ * What the application sees: the call that was waiting when the view changed, or else the next
+ * call, returns KV_EPROCFAILED once (kv_errmsg names the failed ranks); later calls work on the
+ * survivors. Per call: kv_put/kv_del/kv_get/kv_locate/kv_stat/kv_failed did nothing (retry);
+ * kv_fence did not complete, its interval's writes are kept and may be partly visible until the
+ * retried kv_fence completes them (retry it, on every survivor); kv_commit did not commit (the
+ * version may exist on disk for a restart; retry it, which commits a newer version); with
+ * sequential consistency a kv_put/kv_del may have reached some replicas (retry it: writes are
+ * idempotent). kv_close retries its fence itself. Without ULFM in the MPI, one window is not
+ * survivable: a survivor dying during the milliseconds the new communicator is being created.
+ */
+
+/*
  * kv_failed - the ranks this rank knows to have failed.               LOCAL.
  * Ranks of the communicator given to kv_open, ascending; at most maxranks are written to ranks,
- * the full count to *count. Failure detection: every rank with a progress thread sends a
- * heartbeat to the next such rank every ftkv_heartbeat seconds (default 0.1) and watches the
- * previous one; ftkv_suspect_after seconds of silence (default 0.8) make it announce that rank as
- * failed to all. Ranks without a progress thread (below MPI_THREAD_MULTIPLE, or
- * ftkv_progress=inline) are not watched: such a rank may compute for minutes without calling the
- * library, so its death shows only as deadlines (ftkv_timeout) on what it owes. A failed rank
- * stays failed. kv_get then reads from the next live replica of a key at once, also when the
- * rank it asked fails while answering; a key whose every holder failed is KV_EPROCFAILED.
- * (Agreeing on the failure, shrinking the store and restoring r copies come next.)
- * Returns KV_OK, KV_EINVAL (count == NULL, ranks == NULL with maxranks > 0), KV_EMISUSE.
+ * the full count to *count.
+ * Returns KV_OK, KV_EINVAL (count == NULL, ranks == NULL with maxranks > 0), KV_EMISUSE,
+ * KV_EPROCFAILED (see "Failures").
  */
 int kv_failed(kv_store *kv, int *ranks, int maxranks, int *count);
 
 /*
- * kv_locate - the ranks (in the store's communicator) that hold key, primary first.   LOCAL.
+ * kv_comm - the communicator of the store's live members.             LOCAL.
+ * Until a member fails, the communicator given to kv_open. After a view change, a communicator of
+ * the survivors, created by the view change itself (ranks in it follow the ranks of kv_open's
+ * communicator: the lowest survivor is rank 0): what a bulk-synchronous application continues on.
+ * The store owns it: do not free it; it stays valid until kv_close.
+ * Returns KV_OK, KV_EINVAL (comm == NULL), KV_EMISUSE, KV_EPROCFAILED (see "Failures").
+ */
+int kv_comm(kv_store *kv, MPI_Comm *comm);
+
+/*
+ * kv_locate - the ranks (of kv_open's communicator) that hold key, primary first.   LOCAL.
  * Writes at most maxranks ranks into ranks and the full count into *nranks.
  * Returns KV_OK, KV_EINVAL, KV_EMISUSE.
  */
 int kv_locate(kv_store *kv, const void *key, size_t keylen, int *ranks, int maxranks, int *nranks);
 
 /* What kv_stat reports. */
-#define KV_STAT_RANK            1  /* this rank in the store's communicator */
-#define KV_STAT_SIZE            2  /* ranks in the store's communicator */
+#define KV_STAT_RANK            1  /* this rank in the communicator given to kv_open */
+#define KV_STAT_SIZE            2  /* live members of the store (ranks of kv_comm's communicator) */
 #define KV_STAT_REPLICAS        3  /* replication factor in effect (min(ftkv_replicas, size)) */
 #define KV_STAT_NODES           4  /* distinct nodes among the ranks */
 #define KV_STAT_LOCAL_KEYS      5  /* live keys (not tombstones) this rank holds as a replica */

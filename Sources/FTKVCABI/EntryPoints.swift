@@ -182,6 +182,15 @@ public func kv_failed(_ kv: OpaquePointer?, _ ranks: UnsafeMutablePointer<Int32>
 }
 
 @c @implementation
+public func kv_comm(_ kv: OpaquePointer?, _ comm: UnsafeMutablePointer<MPI_Comm?>?) -> Int32 {
+    withEngine(kv) { engine in
+        guard let comm else { throw KVFailure(.invalid, "comm is NULL") }
+        comm.pointee = try engine.communicator()
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
 public func kv_locate(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
                       _ ranks: UnsafeMutablePointer<Int32>?, _ maxranks: Int32, _ nranks: UnsafeMutablePointer<Int32>?) -> Int32 {
     withEngine(kv) { engine in

@@ -27,11 +27,12 @@ enum Inspect {
                 let shares = m.placement?.primaryShares() ?? [:]
                 for f in m.files {
                     let holders = store.directories.filter { FileSystem.fileSize($0.dataPath(m.version, rank: f.rank)) != nil }
-                    let share = shares[Int32(f.rank)].map { ", primary for " + Format.fixed($0 * 100, 1) + "% of the hash space" } ?? ""
+                    let share = shares[m.memberOfRank[f.rank]].map { ", primary for " + Format.fixed($0 * 100, 1) + "% of the hash space" } ?? ""
                     let reused = f.base.written != m.version ? " (base file of version \(f.base.written), hard-linked)" : ""
                     let deltas = f.deltas.isEmpty ? "" : " + \(f.deltas.count) delta(s) of versions " + f.deltas.map { String($0.written) }.joined(separator: ",")
                         + " (\(Format.bytes(f.deltas.reduce(0) { $0 + $1.bytes })), \(f.deltas.reduce(0) { $0 + $1.records }) records)"
-                    print("    rank \(f.rank) (node \(m.nodeOfRank[f.rank])): \(StoreDirectory.dataFileName(rank: f.rank)) "
+                    let member = m.memberOfRank[f.rank] == Int32(f.rank) ? "" : ", member \(m.memberOfRank[f.rank])"
+                    print("    rank \(f.rank) (node \(m.nodeOfRank[f.rank])\(member)): \(StoreDirectory.dataFileName(rank: f.rank)) "
                           + "\(Format.bytes(f.base.bytes)), \(f.base.records) records\(reused)\(deltas); \(f.primaryRecords) keys as primary\(share); "
                           + (holders.isEmpty ? "MISSING" : "in " + holders.map { $0.path }.joined(separator: ", ")))
                 }

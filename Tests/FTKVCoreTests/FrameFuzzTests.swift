@@ -13,7 +13,7 @@ import Glibc
 struct FrameFuzzTests {
     /// An engine whose transport is never used for MPI (MPI is not even initialised).
     private func offlineEngine() -> Engine {
-        let transport = Transport(comm: cmpi_comm_null(), rank: 0, size: 3, receiveTimeout: 1)
+        let transport = Transport(comm: cmpi_comm_null(), me: 0, members: [0, 1, 2], idLimit: 3, receiveTimeout: 1)
         return Engine(name: "fuzz", config: StoreConfig(), threadLevel: 0, transport: transport,
                       view: View.initial(nodeIdentities: [1, 2, 3]))
     }

@@ -124,6 +124,18 @@ struct PersistenceTests {
                  })
     }
 
+    @Test func manifestOfAShrunkStoreKeepsItsMemberIds() {
+        var m = Self.sampleManifest()
+        m.memberOfRank = [0, 2, 3, 7]
+        let parsed = Manifest.parse(m.encoded())
+        #expect(parsed == m)
+        #expect(parsed?.rankOfMember == [0, -1, 1, 2, -1, -1, -1, 3])
+        #expect(String(decoding: m.encoded(), as: UTF8.self).contains("rank 3 node 1 member 7\n"))
+        // Ids must ascend (ranks follow member order).
+        m.memberOfRank = [0, 3, 2, 7]
+        #expect(Manifest.parse(m.encoded()) == nil)
+    }
+
     @Test func manifestRoundTripsAndRefusesAnyChange() {
         let m = Self.sampleManifest()
         let bytes = m.encoded()
@@ -199,8 +211,11 @@ struct PersistenceTests {
         #expect(RestartPlan.assignReaders(available: [[2, 0, 0], [0, 2, 0]], fileBytes: [5, 5, 5]) == [0, 1, nil])
         // The second tier (1) only where no rank has its own copy (2); spread over the ranks.
         #expect(RestartPlan.assignReaders(available: [[1, 1, 1], [1, 2, 1]], fileBytes: [5, 5, 5]) == [0, 1, 0])
-        #expect(RestartPlan.source(of: [2, 0, 1], usable: [true, true, false]) == 0)
-        #expect(RestartPlan.source(of: [2, 1], usable: [true, false, false]) == nil)
+        #expect(RestartPlan.source(of: [2, 0, 1], fileOf: [0, 1, 2], usable: [true, true, false]) == 0)
+        #expect(RestartPlan.source(of: [2, 1], fileOf: [0, 1, 2], usable: [true, false, false]) == nil)
+        // After a shrink, member ids are not file numbers: members 0, 2, 5 wrote files 0, 1, 2.
+        #expect(RestartPlan.source(of: [5, 2], fileOf: [0, -1, 1, -1, -1, 2], usable: [true, false, true]) == 2)
+        #expect(RestartPlan.source(of: [3, 2], fileOf: [0, -1, 1, -1, -1, 2], usable: [true, true, true]) == 1)
         let m = Self.sampleManifest()
         #expect(RestartPlan.loss(manifest: m, loadedPerPrimary: [5, 5, 5, 5], problems: [:]) == nil)
         let text = RestartPlan.loss(manifest: m, loadedPerPrimary: [5, 3, 5, 5], problems: [1: "is damaged", 2: "missing"])!

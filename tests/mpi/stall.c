@@ -10,8 +10,11 @@
  * slowest local get must stay under 1 s (a lock held across the arrival makes it ~2.5 s; applying
  * the value, which does hold the lock, takes well under that), and the fence then completes with
  * the value byte for byte.
+ *
+ * The stop is a pause, not a failure: the suspicion time (FTKV_SUSPECT_AFTER) is set above it, or
+ * the others would exclude the stopped rank (tests/kill/online.c tests that).
  */
-//@case 2 FTKV_REPLICAS=1 FTKV_TIMEOUT=20 OMPI_MCA_btl=self,tcp timeout=200
+//@case 2 FTKV_REPLICAS=1 FTKV_TIMEOUT=20 FTKV_SUSPECT_AFTER=10 OMPI_MCA_btl=self,tcp timeout=200
 #include "common.h"
 
 #include <pthread.h>

@@ -62,19 +62,36 @@ static int doomed_tag(long i) { return (i % 2 == 0 || i >= keys_total + keys_tot
 
 static void key_of(long i, char *key, size_t *klen) { *klen = (size_t)sprintf(key, "key/%ld", i); }
 
+/* A job in which a rank is killed on purpose (FTKV_TEST_FAULT=die-*, or the soak's kill -9) runs
+ * without --enable-recovery, so mpirun ends it; the survivors may first detect the death and get
+ * KV_EPROCFAILED (online recovery): they wait for the end instead of reporting a failure. */
+static int planned_death;
+
+static void end_of_job_if_planned(kv_store *kv, int rc)
+{
+    if (rc != KV_EPROCFAILED || !planned_death) return;
+    printf("restart: rank %d: the failure was reported (%s); waiting for mpirun to end the job\n", t_rank, kv_errmsg(kv));
+    fflush(stdout);
+    for (;;) pause();
+}
+
 static void put_tag(kv_store *kv, long i, int tag)
 {
     char key[64];
     size_t klen;
     key_of(i, key, &klen);
     if (tag == 0) {
-        CHECK_RC(kv, kv_del(kv, key, klen), KV_OK, key, klen, "kv_del");
+        int rc = kv_del(kv, key, klen);
+        end_of_job_if_planned(kv, rc);
+        CHECK_RC(kv, rc, KV_OK, key, klen, "kv_del");
         return;
     }
     size_t len = value_len(i, tag);
     unsigned char *v = t_xmalloc(len);
     t_fill(v, len, tag_seed(i, tag));
-    CHECK_RC(kv, kv_put(kv, key, klen, v, len), KV_OK, key, klen, "kv_put");
+    int rc = kv_put(kv, key, klen, v, len);
+    end_of_job_if_planned(kv, rc);
+    CHECK_RC(kv, rc, KV_OK, key, klen, "kv_put");
     free(v);
 }
 
@@ -91,6 +108,7 @@ static void commit_expect(kv_store *kv, int expect_rc, uint64_t *version)
 {
     uint64_t v = 0;
     int rc = kv_commit(kv, &v);
+    end_of_job_if_planned(kv, rc);
     CHECK_RC(kv, rc, expect_rc, "", (size_t)0, "kv_commit");
     if (version) *version = v;
 }
@@ -204,6 +222,8 @@ int main(int argc, char **argv)
 {
     t_init(&argc, &argv, "restart");
     const char *mode = argc > 1 ? argv[1] : "";
+    const char *fault = getenv("FTKV_TEST_FAULT");
+    planned_death = fault && strncmp(fault, "die-", 4) == 0;
     keys_total = t_env_long("KEYS_TOTAL", 4000);
 
     if (strcmp(mode, "expect-loss") == 0) {
@@ -253,6 +273,7 @@ int main(int argc, char **argv)
         commit_expect(kv, KV_OK, NULL);
         check_state(kv, 3);
     } else if (strcmp(mode, "soak") == 0 || strcmp(mode, "soak-check") == 0) {
+        planned_death = strcmp(mode, "soak") == 0;
         uint64_t version = 0;
         kv_stat(kv, KV_STAT_VERSION, &version);
         long step = soak_check(kv);
@@ -269,7 +290,9 @@ int main(int argc, char **argv)
                 if (i % 10 == step % 10) put_tag(kv, i, (int)soak_tag(i, step));
             if (t_rank == 0) {
                 int64_t st = step;
-                CHECK_RC(kv, kv_put(kv, "soak/step", 9, &st, sizeof st), KV_OK, "soak/step", (size_t)9, "kv_put");
+                int rc = kv_put(kv, "soak/step", 9, &st, sizeof st);
+                end_of_job_if_planned(kv, rc);
+                CHECK_RC(kv, rc, KV_OK, "soak/step", (size_t)9, "kv_put");
             }
             commit_expect(kv, KV_OK, NULL);
         }

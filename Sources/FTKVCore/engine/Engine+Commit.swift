@@ -62,7 +62,7 @@ extension Engine {
     private func commitLocked(refusedByReplica: KVFailure?) throws -> Result<UInt64, KVFailure> {
         let version = nextVersion
         nextVersion += 1
-        let size = Int(transport.size)
+        let size = Int(transport.commSize)
         let wait = { (r: inout MPIRequest) in try self.completeLocked(&r, what: "kv_commit of version \(version)") }
 
         // 1. This rank's part, fsynced, its names fsynced into the version directory: the
@@ -100,12 +100,12 @@ extension Engine {
         //    copy (ranks sharing a directory see the same device and inode).
         let manifest = Manifest(store: name, version: version, interval: writeInterval, replicas: placement.replicas,
                                 consistency: config.consistency, created: UInt64(time(nil)),
-                                nodeOfRank: view.nodeOfMember, files: decoded.map { $0.1! })
+                                nodeOfRank: view.nodeOfMember, memberOfRank: view.members, files: decoded.map { $0.1! })
         let sharers = reports.indices.filter {
             reports[$0].directoryDevice == mine.directoryDevice && reports[$0].directoryInode == mine.directoryInode
         }
-        let writesManifest = sharers.prefix(2).contains(Int(rank))
-        let manifestPath = checkpoints.manifestPath(version, rank: Int(rank))
+        let writesManifest = sharers.prefix(2).contains(Int(fileRank))
+        let manifestPath = checkpoints.manifestPath(version, rank: Int(fileRank))
         var publishFailure: KVFailure?
         if faults.dieBeforePublish { kill(getpid(), SIGKILL) }
         if writesManifest {
@@ -144,10 +144,14 @@ extension Engine {
                 }
                 parts.append(.init(name: fileName, written: part.written, fd: fd))
             }
-            flusher.submit(.init(version: version, parts: parts, manifest: rank < 2 ? manifest.encoded() : nil))
+            flusher.submit(.init(version: version, parts: parts, manifest: fileRank < 2 ? manifest.encoded() : nil))
         }
         return .success(version)
     }
+
+    /// The number of this rank's files in a version: its rank in the store's current
+    /// communicator (after a shrink, no longer its member id; the manifest maps one to the other).
+    var fileRank: Int32 { transport.commRank }
 
     /// Versions beyond ftkv_keep go on the remover's thread (inline if it cannot start).
     private func removeRetiredVersions() {
@@ -199,7 +203,7 @@ extension Engine {
             removePart(last.entry, version: version)
         }
         let (base, primary) = try writeBase(version: version)
-        return Manifest.FileEntry(rank: Int(rank), base: base, primaryRecords: primary)
+        return Manifest.FileEntry(rank: Int(fileRank), base: base, primaryRecords: primary)
     }
 
     /// Hard-links every file of the last commit's part into `version`; false (nothing left
@@ -218,9 +222,9 @@ extension Engine {
 
     /// Removes this rank's files of a version that will not be published.
     private func removePart(_ entry: Manifest.FileEntry?, version: UInt64) {
-        FileSystem.removeFile(checkpoints.dataPath(version, rank: Int(rank)))
+        FileSystem.removeFile(checkpoints.dataPath(version, rank: Int(fileRank)))
         for (fileName, _) in entry?.parts ?? [] { FileSystem.removeFile(checkpoints.filePath(version, name: fileName)) }
-        FileSystem.removeFile(checkpoints.filePath(version, name: StoreDirectory.deltaFileName(rank: Int(rank), written: version)))
+        FileSystem.removeFile(checkpoints.filePath(version, name: StoreDirectory.deltaFileName(rank: Int(fileRank), written: version)))
     }
 
     /// Live records this rank is the primary of.
@@ -235,7 +239,7 @@ extension Engine {
     /// A new base file: every live record, and how many of them this rank is the primary of.
     private func writeBase(version: UInt64) throws -> (Manifest.Part, UInt64) {
         var primary: UInt64 = 0
-        let part = try writeFile(checkpoints.dataPath(version, rank: Int(rank)), version: version) { writer in
+        let part = try writeFile(checkpoints.dataPath(version, rank: Int(fileRank)), version: version) { writer in
             try store.forEach { rec in
                 guard !rec.isTombstone else { return }
                 try writer.append(key: rec.key, value: rec.value, stamp: rec.stamp)
@@ -247,7 +251,7 @@ extension Engine {
 
     /// A delta file: the records changed since the last commit, tombstones included.
     private func writeDelta(version: UInt64) throws -> Manifest.Part {
-        try writeFile(checkpoints.filePath(version, name: StoreDirectory.deltaFileName(rank: Int(rank), written: version)), version: version) { writer in
+        try writeFile(checkpoints.filePath(version, name: StoreDirectory.deltaFileName(rank: Int(fileRank), written: version)), version: version) { writer in
             try store.forEachChanged { rec in
                 try writer.append(key: rec.key, value: rec.value, stamp: rec.stamp, tombstone: rec.isTombstone)
             }
@@ -256,7 +260,7 @@ extension Engine {
 
     /// One data file written by `body`, fsynced, its name fsynced into the version directory.
     private func writeFile(_ path: String, version: UInt64, _ body: (DataFileWriter) throws -> Void) throws -> Manifest.Part {
-        let writer = try DataFileWriter(path: path, header: .init(storeVersion: version, writerRank: UInt32(rank), rankCount: UInt32(transport.size)))
+        let writer = try DataFileWriter(path: path, header: .init(storeVersion: version, writerRank: UInt32(fileRank), rankCount: UInt32(transport.commSize)))
         do {
             try body(writer)
             if faults.failCommitWrite { throw KVFailure(.io, "test fault: commit write failed (FTKV_TEST_FAULT=commit-write)") }

@@ -9,10 +9,15 @@ extension Engine {
     /// had arrived. Cheap when nothing is due (a clock read and a few comparisons). Heartbeats
     /// go out from the progress thread without the lock (HeartbeatSender).
     func detectFailures() {
-        guard heartbeats.isActive else { return }
-        let now = monotonicNanos()
-        heartbeatSender?.sendIfDue(now: now)
-        if let suspect = heartbeats.suspect(now: now, failed: failedRanks) { declareFailed(suspect, announce: true) }
+        if heartbeats.isActive {
+            let now = monotonicNanos()
+            heartbeatSender?.sendIfDue(now: now)
+            // Not while a view is being installed: its blocking steps silence everyone for a while.
+            if installer == nil, decidedExclusion == nil, let suspect = heartbeats.suspect(now: now, failed: failedRanks) {
+                declareFailed(suspect, announce: true)
+            }
+        }
+        advanceViewChange()
     }
 
     /// A notice from another rank (a heartbeat, or a failure it announces).
@@ -25,8 +30,10 @@ extension Engine {
         switch h.kind {
         case .heartbeat:
             heartbeats.heard(from: notice.source, now: monotonicNanos())
+        case .propose, .newView, .excluded:
+            viewChangeNoticed(notice)
         case .failed:
-            guard h.argument < UInt64(transport.size) else {
+            guard h.argument < UInt64(transport.idLimit) else {
                 transport.noteDropped()
                 return
             }
@@ -41,10 +48,10 @@ extension Engine {
 
     /// Records `who` as failed; the rank that suspected it tells every other live member.
     func declareFailed(_ who: Int32, announce: Bool) {
-        guard who != rank, who >= 0, who < transport.size, failedRanks.insert(who).inserted else { return }
-        heartbeatSender?.target.store(heartbeats.successor(failed: failedRanks) ?? -1, ordering: .relaxed)
+        guard who != rank, who >= 0, who < transport.idLimit, failedRanks.insert(who).inserted else { return }
+        heartbeatSender?.setDestination(heartbeats.successor(failed: failedRanks).flatMap(transport.commRank(of:)) ?? -1)
         guard announce else { return }
-        for other in 0..<transport.size where other != rank && other != who && !failedRanks.contains(other) {
+        for other in view.members where other != rank && other != who && !failedRanks.contains(other) {
             try? transport.sendNotice(.failed, argument: UInt64(who), to: other)
         }
     }

@@ -25,17 +25,42 @@ extension Engine {
             throw KVFailure(.misuse, "kv_fence or kv_close is already running on another thread of this rank (collective calls need one thread per rank)")
         }
         let interval = writeInterval
+        let number = fencesCompleted + 1
+        fenceUnderway = number
+        defer { fenceUnderway = nil }
         let outgoing = pending
         pending = spareTable ?? RecordTable(hugePages: false)
         spareTable = nil
         shipping = outgoing
         writeInterval += 1
-        // Sequential consistency has nothing buffered: its fence is only the final barrier.
-        if config.consistency == .fence { try barrierLocked(what: "fence entry barrier") }
-        // A replica's refusal is reported after the barrier: leaving before it would strand the
-        // other ranks in a collective this rank never joins.
-        let refused = try flush(outgoing)
-        try barrierLocked(what: "fence barrier")
+        var refused: KVFailure?
+        do {
+            // Sequential consistency has nothing buffered: its fence is only the final barrier.
+            if config.consistency == .fence { try barrierLocked(what: "fence entry barrier") }
+            // A replica's refusal is reported after the barrier: leaving before it would strand the
+            // other ranks in a collective this rank never joins.
+            refused = try flush(outgoing)
+            try barrierLocked(what: "fence barrier")
+        } catch let f as KVFailure where f.code == .procFailed && agreedFencesCompleted >= number {
+            // A member died after every rank had entered this fence's final barrier, and another
+            // survivor saw the barrier complete: so every write of it was acknowledged (and the
+            // view change re-replicated them). It is complete here too; the next call reports
+            // the view change.
+            pendingViewChangeReport = lastReport
+            _ = f
+        } catch let f as KVFailure where f.code == .procFailed {
+            // The view changed: this interval's writes go back to the pending ones (behind any
+            // newer write of the same key), so the retried fence ships them to the new replicas.
+            try outgoing.forEach { rec in
+                _ = try pending.upsert(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp,
+                                       tombstone: rec.isTombstone, onlyIfNewer: true)
+            }
+            shipping = nil
+            outgoing.removeAll()
+            spareTable = outgoing
+            throw f
+        }
+        fencesCompleted = number
         // Every replica has applied this interval's deletes (and, under sequential consistency,
         // every delete that returned before this fence): their tombstones can go, once they are
         // worth a pass over the index.
@@ -66,11 +91,14 @@ extension Engine {
         return try flush(count: writes.count, records: writes.forEach)
     }
 
-    /// The same for any source of records (`count` of them, about): a restart loading files.
-    func flush(count: Int, records forEachRecord: ((RecordView) throws -> Void) throws -> Void) throws -> KVFailure? {
+    /// The same for any source of records (`count` of them, about): a restart loading files, or
+    /// a view change's re-replication, which names each record's `destinations` itself (given
+    /// its hash; by default, its replicas).
+    func flush(count: Int, records forEachRecord: ((RecordView) throws -> Void) throws -> Void,
+               destinations: ((UInt64, inout [Int32]) -> Void)? = nil) throws -> KVFailure? {
         // This rank holds about r/n of the keys written.
-        try store.reserve(additionalKeys: count * placement.replicas / max(Int(transport.size), 1))
-        var batches = [BatchBuilder?](repeating: nil, count: Int(transport.size))
+        try store.reserve(additionalKeys: count * placement.replicas / max(Int(transport.commSize), 1))
+        var batches = [BatchBuilder?](repeating: nil, count: Int(transport.idLimit))
         defer { for b in batches { b?.writer.release() } }
         var inFlight: [(id: UInt64, bytes: Int)] = []
         var inFlightBytes = 0
@@ -94,8 +122,15 @@ extension Engine {
             try settle(to: Engine.fenceWindowBytes)
         }
 
+        var chosen: [Int32] = []
         try forEachRecord { rec in
-            try placement.withReplicas(ofHash: rec.hash) { set in
+            try placement.withReplicas(ofHash: rec.hash) { replicas in
+                var set = replicas
+                if let destinations {
+                    chosen.removeAll(keepingCapacity: true)
+                    destinations(rec.hash, &chosen)
+                    set = chosen[...]
+                }
                 for dest in set {
                     if dest == rank {
                         try store.upsert(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp,
@@ -145,7 +180,21 @@ extension Engine {
         case .open:
             // From here on other threads' calls get KV_EMISUSE: a write accepted now would be lost.
             state = .closing
-            do { try fenceLocked() } catch { failure = error; noteFailure(error, inCollective: true) }
+            // A view change during the fence: retried on the survivors (the writes are kept).
+            var attempts = 0
+            while true {
+                do {
+                    try fenceLocked()
+                } catch let f as KVFailure where f.code == .procFailed && attempts < 16 {
+                    attempts += 1
+                    pendingViewChangeReport = nil
+                    continue
+                } catch {
+                    failure = error
+                    noteFailure(error, inCollective: true)
+                }
+                break
+            }
         }
         lock.unlock()
         progressThread?.stop()
@@ -166,6 +215,10 @@ extension Engine {
         default:
             transport.finishOutstanding(until: Deadline(seconds: min(config.timeoutSeconds, 5)))
             Collectives.free(transport.comm)
+            for c in survivorComms { Collectives.free(c) }
+            survivorComms = []
+            if let c = creationComm { Collectives.free(c) }
+            creationComm = nil
         }
         state = .closed
         lock.unlock()

@@ -113,19 +113,28 @@ extension Engine {
             nodes = try Collectives.allgather(record, blank: OpenRecord(), comm: dup, size: Int(size), timeout: timeout).map { $0.nodeHash }
         }
 
-        let transport = Transport(comm: dup, rank: rank, size: size, receiveTimeout: timeout)
+        // The parent of the survivors' communicators after a failure (Engine+ViewChange). Never
+        // probed: MPI_Comm_create_group exchanges point-to-point messages on its parent with its
+        // tag, and the transport's probes (any tag, on the store's communicator) would take them.
+        let creation = try Collectives.duplicate(dup, timeout: timeout)
+        var ownsCreation = true
+        defer { if ownsCreation { Collectives.free(creation) } }
+
+        let transport = Transport(comm: dup, me: rank, members: (0..<size).map { $0 }, idLimit: size, receiveTimeout: timeout)
         let view = View.initial(nodeIdentities: nodes)
         let engine = Engine(name: name!, config: config, threadLevel: provided, transport: transport, view: view,
                             faults: faults.on(rank: rank), monitored: all.map { $0.background != 0 })
+        engine.applicationComm = comm
+        engine.creationComm = creation
         // A store with committed versions on disk is loaded before anyone can use the handle.
         try engine.lock.withLock { try engine.restoreLocked() }
         if let dir = config.flushDirectory {
             engine.flusher = try SecondTierFlusher(tier: StoreDirectory(base: dir, store: name!), rank: Int(rank), keep: config.keep)
         }
         if engine.heartbeats.isActive {
-            let sender = try HeartbeatSender(comm: dup, header: transport.header(.heartbeat, requestID: 0, argument: 0),
+            let sender = try HeartbeatSender(comm: dup, header: engine.heartbeatHeader(),
                                              period: engine.heartbeats.period)
-            sender.target.store(engine.heartbeats.successor(failed: []) ?? -1, ordering: .relaxed)
+            sender.setDestination(engine.heartbeats.successor(failed: []).flatMap(transport.commRank(of:)) ?? -1)
             engine.heartbeatSender = sender
         }
         if wantThread {
@@ -135,6 +144,7 @@ extension Engine {
             engine.servedInBackground = true
         }
         ownsDup = false
+        ownsCreation = false
         Lifecycle.register(engine)
         return engine
     }

@@ -10,7 +10,7 @@ extension Engine {
     /// Collective, inside kv_open before the handle is returned. Every rank decides from the same
     /// gathered data, so every rank throws the same failure.
     func restoreLocked() throws {
-        let size = Int(transport.size)
+        let size = Int(transport.commSize)
         let comm = transport.comm
         let wait = { (r: inout MPIRequest) in try self.completeLocked(&r, what: "kv_open: loading the committed store") }
 
@@ -39,6 +39,8 @@ extension Engine {
 
         // 2. Who reads which old rank's file: one reader per file among the ranks that see it.
         let oldRanks = manifest.ranks
+        // The old placement names member ids; files are numbered by rank.
+        let fileOf = manifest.rankOfMember
         // A rank's part is its base file and its deltas: all there at their committed sizes.
         func partComplete(_ dir: StoreDirectory, _ k: Int) -> Bool {
             manifest.files[k].parts.allSatisfy { FileSystem.fileSize(dir.filePath(version, name: $0.name)) == Int($0.part.bytes) }
@@ -58,7 +60,7 @@ extension Engine {
             problems[k] = "missing from every rank's directory, or not of its committed size (\(manifest.files[k].bytes) bytes"
                 + (manifest.files[k].deltas.isEmpty ? ")" : " in \(manifest.files[k].parts.count) files)")
         }
-        let myFiles = (0..<oldRanks).filter { readers[$0] == Int(rank) }
+        let myFiles = (0..<oldRanks).filter { readers[$0] == Int(transport.commRank) }
         let estimate = myFiles.reduce(0) { $0 + Int(manifest.files[$1].parts.reduce(UInt64(0)) { $0 + $1.part.records }) }
 
         // 3. Round 1: every record from the first usable copy.
@@ -67,7 +69,7 @@ extension Engine {
         if let refused = try flush(count: estimate, records: { emit in
             for k in myFiles {
                 damage[k] = try self.loadPart(manifest.files[k], from: directory(k), version: version, placement: oldPlacement) { replicas in
-                    RestartPlan.source(of: replicas, usable: firstChoice) == k
+                    RestartPlan.source(of: replicas, fileOf: fileOf, usable: firstChoice) == k
                 } emit: { try emit($0) }
             }
         }) { throw refused }
@@ -89,7 +91,7 @@ extension Engine {
             if let refused = try flush(count: estimate, records: { emit in
                 for k in good {
                     _ = try self.loadPart(manifest.files[k], from: directory(k), version: version, placement: oldPlacement) { replicas in
-                        guard let first = RestartPlan.source(of: replicas, usable: firstChoice) else { return false }
+                        guard let first = RestartPlan.source(of: replicas, fileOf: fileOf, usable: firstChoice) else { return false }
                         return !usable[first]
                     } emit: { try emit($0) }
                 }
@@ -102,7 +104,9 @@ extension Engine {
         var counts = [UInt64](repeating: 0, count: oldRanks)
         store.forEach { rec in
             guard !rec.isTombstone, placement.withReplicas(ofHash: rec.hash, { $0.first == rank }) else { return }
-            if let p = oldPlacement.withReplicas(ofHash: rec.hash, { $0.first }) { counts[Int(p)] += 1 }
+            if let p = oldPlacement.withReplicas(ofHash: rec.hash, { $0.first }), Int(p) < fileOf.count, fileOf[Int(p)] >= 0 {
+                counts[fileOf[Int(p)]] += 1
+            }
         }
         let totals = try Collectives.sum(counts, comm: comm, wait: wait)
         if let lost = RestartPlan.loss(manifest: manifest, loadedPerPrimary: totals, problems: problems) {
@@ -111,7 +115,7 @@ extension Engine {
         writeInterval = max(writeInterval, manifest.interval + 1)
         lastVersion = version
         repairedFiles = problems.count
-        if rank == 0 {
+        if transport.commRank == 0 {
             for k in problems.keys.sorted() {
                 fputs("ftkv: store '\(name)' version \(version): \(StoreDirectory.dataFileName(rank: k)) \(problems[k]!); its records were loaded from replicas\n", stderr)
             }

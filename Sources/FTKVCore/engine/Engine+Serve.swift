@@ -77,7 +77,7 @@ extension Engine {
             w = try ByteWriter(reserving: Wire.headerSize + StampCodec.size)
             try Wire.write(transport.header(.applyAck, status: .ok, requestID: h.requestID, argument: 1), to: &w)
             try StampCodec.append(stamp, to: &w)
-        case .getReply, .applyAck, .heartbeat, .failed:
+        case .getReply, .applyAck, .heartbeat, .failed, .propose, .newView, .excluded:
             throw KVFailure(.remote, "a reply kind sent as a request")
         }
         return try w.finish()

@@ -6,7 +6,10 @@ extension Engine {
     /// While an application thread waits here it serves requests itself, so the progress thread
     /// stands aside (sleeps) rather than compete for a core (`applicationWaiters`).
     func waitLocked(for what: @autoclosure () -> String, until done: () throws -> Bool) throws {
-        if try done() { return }
+        // Once a member of this view is known to have failed, nothing of this epoch completes
+        // (see ViewAgreement: the count of completed fences this rank proposed stays true).
+        if !viewFrozen, try done() { return }
+        let epoch = view.epoch
         applicationWaiters.add(1, ordering: .relaxed)
         defer { applicationWaiters.subtract(1, ordering: .relaxed) }
         try Polling.until(seconds: config.timeoutSeconds, pause: { backoff in
@@ -21,15 +24,38 @@ extension Engine {
             case .closed: throw KVFailure(.misuse, "store '\(name)' was closed by another thread during the call")
             default: break
             }
-            if try done() { return .done }
+            // Another thread is installing a view (it dropped the lock to wait): stand by.
+            if installer != nil && !installing { return .idle }
+            try checkViewUnchanged(since: epoch)
+            if !viewFrozen, try done() { return .done }
             var active = try transport.progress(serve: serve)
             detectFailures()
-            if try done() { return .done }
+            installDecidedView()
+            try checkViewUnchanged(since: epoch)
+            if !viewFrozen, try done() { return .done }
             if Lifecycle.serveOthers(than: self) { active = true }
             return active ? .active : .idle
         }, onTimeout: {
             KVFailure(.timedOut, "\(what()) did not complete within \(config.timeoutSeconds) s (ftkv_timeout)")
         })
+    }
+
+    /// Whether a failed member of this view is known (or the next view decided): waits of this
+    /// epoch then end only with the view change.
+    var viewFrozen: Bool { decidedExclusion != nil || viewChangeNeeded }
+
+    /// A wait that began in an earlier view ends with KV_EPROCFAILED (what it waited for may
+    /// involve a failed member, and its messages belonged to the old communicator). While a view
+    /// is being installed, a further failure ends the installation's waits too.
+    private func checkViewUnchanged(since epoch: UInt32) throws {
+        if case .broken(let f) = state { throw f }
+        if view.epoch != epoch {
+            if installing { throw KVFailure(.procFailed, "the view changed during the installation") }
+            throw viewChangeFailure()
+        }
+        if installing && viewChangeNeeded {
+            throw KVFailure(.procFailed, "a member failed while the view was being installed")
+        }
     }
 
     /// Waits for the reply to one request.

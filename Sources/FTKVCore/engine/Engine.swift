@@ -42,7 +42,8 @@ public final class Engine: @unchecked Sendable {
 
     let lock = FTKVLock()
     var state = State.open
-    let transport: Transport
+    /// Replaced by a view change (a new communicator of the survivors).
+    var transport: Transport
     var view: View
     var placement: Placement
     /// Records this rank holds as a replica.
@@ -73,8 +74,46 @@ public final class Engine: @unchecked Sendable {
     var heartbeats: HeartbeatRing
     /// Sends this rank's heartbeats (nil when it is not watched).
     var heartbeatSender: HeartbeatSender?
-    /// Ranks known to have failed (monotonic).
+    /// Members known to have failed (monotonic; member ids are ranks of kv_open's communicator).
     var failedRanks = Set<Int32>()
+    /// The view change under way (Engine+ViewChange).
+    var agreement: ViewAgreement?
+    /// The members the next view excludes, once decided (by this rank or the coordinator).
+    var decidedExclusion: [Int32]? {
+        didSet { viewDecided.store(decidedExclusion != nil, ordering: .releasing) }
+    }
+    /// Whether a view is decided (read by the progress thread without the lock).
+    let viewDecided = Atomic<Bool>(false)
+    /// The thread installing a view (shrinking, re-replicating), if one is: it drops the lock
+    /// while it waits, and no other thread may act on the store meanwhile.
+    var installer: pthread_t?
+    /// Whether the calling thread is the installer.
+    var installing: Bool { installer.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+    /// Whether every key has its copies on the current view (false while re-replicating, and
+    /// after a re-replication a further failure interrupted).
+    var replicasComplete = true
+    /// Members lost in view changes the application has not been told of yet (KV_EPROCFAILED).
+    var pendingViewChangeReport: [Int32]?
+    var lastReport: [Int32] = []
+    /// Fences this rank completed, and the number of the one under way (nil: none).
+    var fencesCompleted: UInt64 = 0
+    var fenceUnderway: UInt64?
+    /// The highest count of completed fences among the survivors of the last view change.
+    var agreedFencesCompleted: UInt64 = 0
+    /// What kv_comm returns: the communicator given to kv_open until a view change, then one of
+    /// the survivors created with the store's own (owned by the store, freed by kv_close).
+    var applicationComm: MPIComm?
+    var survivorComms: [MPIComm] = []
+    /// A duplicate of kv_open's communicator, the parent of every survivors' communicator: ranks
+    /// in it are member ids, and nothing probes it.
+    var creationComm: MPIComm?
+    /// Communicators of earlier views: never freed (a collective may still be posted on one).
+    var retiredCommunicators: [MPIComm] = []
+    /// Placements of earlier views under which some keys had every replica fail: a get that
+    /// finds no such key reports it lost (KV_EPROCFAILED), not absent.
+    var lostPlacements: [(placement: Placement, failed: Set<Int32>)] = []
+    /// How long the last view installation took (shrink and re-replication).
+    var lastRecoveryNanos: UInt64 = 0
     /// This rank's directory of committed versions (ftkv_dir/<name>).
     let checkpoints: StoreDirectory
     /// The number the next kv_commit gives its version: above every version seen in any rank's
@@ -108,8 +147,7 @@ public final class Engine: @unchecked Sendable {
         self.view = view
         self.placement = Placement(view: view, replicas: config.replicas)
         self.checkpoints = StoreDirectory(base: config.directory, store: name)
-        if faults.staleEpoch { transport.epochSkew = 1 }
-        transport.epochSource = { [unowned self] in self.view.epoch }
+        adopt(transport)
     }
 
     // MARK: checks
@@ -117,7 +155,15 @@ public final class Engine: @unchecked Sendable {
     /// Throws unless calls may proceed. Call with the lock held.
     func checkUsable() throws {
         switch state {
-        case .open: return
+        case .open:
+            // A failure is being recovered from: wait for the new view (the wait reports it),
+            // or report a view change this rank's application has not heard of yet.
+            if viewChangeNeeded || decidedExclusion != nil || installer != nil {
+                try waitLocked(for: "the view change after a failure") {
+                    !viewChangeNeeded && decidedExclusion == nil && installer == nil
+                }
+            }
+            if pendingViewChangeReport != nil { throw viewChangeFailure() }
         case .closing:
             throw KVFailure(.misuse, "store '\(name)' is being closed by another thread")
         case .broken(let failure):
@@ -150,7 +196,8 @@ public final class Engine: @unchecked Sendable {
         // A collective that failed half-way (timed out, or out of memory while shipping) leaves
         // ranks in different collectives: only a peer's refusal (reported after the final
         // barrier) or a misuse refused before starting keep the handle usable.
-        let collectiveBroken = inCollective && f.code != .remote && f.code != .misuse
+        // A view change (KV_EPROCFAILED) leaves it usable too: that is what it is for.
+        let collectiveBroken = inCollective && f.code != .remote && f.code != .misuse && f.code != .procFailed
         if f.code == .mpi || collectiveBroken { state = .broken(f) }
     }
 
@@ -225,21 +272,40 @@ public final class Engine: @unchecked Sendable {
         var (isLocal, target) = placement.withReplicas(ofHash: hash) { ($0.contains(rank), liveReplica($0)) }
         if isLocal {
             let rec = store.find(key, hash: hash)
+            if rec == nil { try checkNotLost(hash) }
             return Engine.deliver(rec.flatMap { $0.isTombstone ? nil : $0.value }, into: buffer)
         }
-        // From the first live replica; if it fails while answering, from the next one.
+        // From the first live replica; if it fails while answering, from the next one (unless
+        // the view changed meanwhile: that is reported, KV_EPROCFAILED).
+        let epoch = view.epoch
         while let owner = target {
+            let outcome: GetOutcome
             do {
-                return try remoteGet(key: key, from: owner, into: buffer)
-            } catch let f as KVFailure where f.code == .procFailed {
+                outcome = try remoteGet(key: key, from: owner, into: buffer)
+            } catch let f as KVFailure where f.code == .procFailed && view.epoch == epoch {
                 target = placement.withReplicas(ofHash: hash) { liveReplica($0) }
+                if target == owner { throw f }
+                continue
             } catch {
                 noteFailure(error, inCollective: false)
                 throw error
             }
+            if outcome == .notFound { try checkNotLost(hash) }
+            return outcome
         }
         let holders = placement.replicaRanks(ofHash: hash).map(String.init).joined(separator: ", ")
         throw KVFailure(.procFailed, "every rank holding the key has failed (ranks \(holders))")
+    }
+
+    /// Throws KV_EPROCFAILED if a key that was not found had every copy on failed members.
+    func checkNotLost(_ hash: UInt64) throws {
+        for (old, failed) in lostPlacements {
+            let holders = old.replicaRanks(ofHash: hash)
+            if holders.allSatisfy(failed.contains) {
+                throw KVFailure(.procFailed, "every rank that held the key has failed (ranks "
+                    + holders.map(String.init).joined(separator: ", ") + "): its value is lost")
+            }
+        }
     }
 
     static func deliver(_ value: UnsafeRawBufferPointer?, into buffer: UnsafeMutableRawBufferPointer?) -> GetOutcome {
@@ -267,7 +333,7 @@ public final class Engine: @unchecked Sendable {
             serveWaitingRequests()
             switch what {
             case .rank: return UInt64(rank)
-            case .size: return UInt64(transport.size)
+            case .size: return UInt64(view.members.count)
             case .replicas: return UInt64(placement.replicas)
             case .nodes: return UInt64(view.nodeCount)
             case .localKeys: return UInt64(store.liveCount)
@@ -287,14 +353,21 @@ public final class Engine: @unchecked Sendable {
 
     /// One round of progress by the background thread: never waits for the lock.
     func backgroundStep() -> ProgressThread.Step {
-        // Heartbeats do not wait for the lock: the application may hold it for seconds.
-        if let sender = heartbeatSender, CommunicatorGate.tryEnterShared() {
-            sender.sendIfDue(now: monotonicNanos())
-            CommunicatorGate.leaveShared()
-        }
+        // Heartbeats wait neither for the lock (the application may hold it for seconds) nor for
+        // the communicator gate (kv_comm holds it while the survivors gather to create theirs):
+        // a send is not a probe, the operation the gate keeps away from communicator creation.
+        heartbeatSender?.sendIfDue(now: monotonicNanos())
         // An application thread in a wait loop is serving: stand aside instead of spinning.
         if applicationWaiters.load(ordering: .relaxed) > 0 { return .standAside }
-        return backgroundProgress() ? .active : .idle
+        let active = backgroundProgress()
+        // A decided view is installed here, outside the communicator gate (a wait loop of the
+        // application does it as well, whichever comes first).
+        if viewDecided.load(ordering: .acquiring), lock.tryLock() {
+            installDecidedView()
+            lock.unlock()
+            return .active
+        }
+        return active ? .active : .idle
     }
 
     /// Progress on behalf of another store's wait loop (see Lifecycle.serveOthers).

@@ -87,10 +87,14 @@ public struct Manifest: Equatable, Sendable {
     public var created: UInt64
     /// Node index of each rank of the committing job: with `replicas` it fixes where every key was.
     public var nodeOfRank: [Int]
+    /// Member id of each rank (its rank in the communicator given to kv_open; placement hashes
+    /// ids). Equal to the rank unless the committing store had shrunk after failures.
+    public var memberOfRank: [Int32]
     public var files: [FileEntry]
 
     public init(store: String, version: UInt64, interval: UInt64, replicas: Int, consistency: Consistency,
-                created: UInt64, nodeOfRank: [Int], files: [FileEntry]) {
+                created: UInt64, nodeOfRank: [Int], memberOfRank: [Int32]? = nil, files: [FileEntry]) {
+        self.memberOfRank = memberOfRank ?? (0..<Int32(nodeOfRank.count)).map { $0 }
         self.store = store
         self.version = version
         self.interval = interval
@@ -104,10 +108,17 @@ public struct Manifest: Equatable, Sendable {
     public var ranks: Int { nodeOfRank.count }
     public var keys: UInt64 { files.reduce(0) { $0 + $1.primaryRecords } }
 
-    /// The placement the committing job used: which ranks held each key.
+    /// The placement the committing job used: which members held each key (see `rankOfMember`).
     public var placement: Placement? {
-        guard let view = View(epoch: 0, members: (0..<Int32(ranks)).map { $0 }, nodeOfMember: nodeOfRank) else { return nil }
+        guard let view = View(epoch: 0, members: memberOfRank, nodeOfMember: nodeOfRank) else { return nil }
         return Placement(view: view, replicas: replicas)
+    }
+
+    /// The rank (file number) of each member id the placement names, indexed by id (-1: none).
+    public var rankOfMember: [Int] {
+        var ranks = [Int](repeating: -1, count: Int(memberOfRank.max() ?? 0) + 1)
+        for (r, m) in memberOfRank.enumerated() { ranks[Int(m)] = r }
+        return ranks
     }
 
     public func encoded() -> [UInt8] {
@@ -119,7 +130,10 @@ public struct Manifest: Equatable, Sendable {
         text += "consistency \(consistency == .fence ? "fence" : "sequential")\n"
         text += "created \(created)\n"
         text += "ranks \(ranks)\n"
-        for (r, n) in nodeOfRank.enumerated() { text += "rank \(r) node \(n)\n" }
+        for (r, n) in nodeOfRank.enumerated() {
+            // The member id only where it differs from the rank (a store that shrank).
+            text += "rank \(r) node \(n)" + (memberOfRank[r] == Int32(r) ? "\n" : " member \(memberOfRank[r])\n")
+        }
         for f in files { text += f.lines() }
         var bytes = Array(text.utf8)
         let crc = CRC32C.checksum(bytes)
@@ -159,10 +173,20 @@ public struct Manifest: Equatable, Sendable {
         default: return nil
         }
         var nodes: [Int] = []
+        var members: [Int32] = []
         for r in 0..<ranks {
             let w = lines[i]
-            guard w.count == 4, w[0] == "rank", Int(w[1]) == r, w[2] == "node", let n = Int(w[3]), n >= 0, n < ranks else { return nil }
+            guard w.count == 4 || w.count == 6, w[0] == "rank", Int(w[1]) == r, w[2] == "node", let n = Int(w[3]), n >= 0, n < ranks
+            else { return nil }
+            var member = Int32(r)
+            if w.count == 6 {
+                guard w[4] == "member", let m = Int32(w[5]), m >= 0, m < 1 << 24 else { return nil }
+                member = m
+            }
+            // Ascending ids: the committing communicator's ranks follow member order.
+            guard members.last.map({ $0 < member }) ?? true else { return nil }
             nodes.append(n)
+            members.append(member)
             i += 1
         }
         var files: [FileEntry] = []
@@ -175,7 +199,7 @@ public struct Manifest: Equatable, Sendable {
         }
         guard i == lines.count else { return nil }
         return Manifest(store: store, version: version, interval: interval, replicas: replicas, consistency: consistency,
-                        created: created, nodeOfRank: nodes, files: files)
+                        created: created, nodeOfRank: nodes, memberOfRank: members, files: files)
     }
 
     private static func words(_ line: ArraySlice<UInt8>) -> [String] {

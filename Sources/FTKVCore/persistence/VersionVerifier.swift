@@ -55,6 +55,7 @@ public enum VersionVerifier {
         // Some rank's part has no intact copy: replay every intact part (base, then deltas, the
         // newest record of a key winning) for the keys whose primary it was, and count the live ones.
         let badSet = Set(bad)
+        let fileOf = manifest.rankOfMember
         var latest: [Int: [[UInt8]: (Stamp, Bool)]] = [:]
         for k in copies.indices {
             guard let copy = copies[k].first(where: { $0.state == .intact }) else { continue }
@@ -63,10 +64,12 @@ public enum VersionVerifier {
                 guard let reader = try? DataFileReader(path: dir.filePath(version, name: fileName)) else { continue }
                 reader.forEachRecord { key, _, stamp, tombstone in
                     let hash = StableHash.hash(key)
-                    guard let p = placement.withReplicas(ofHash: hash, { $0.first }), badSet.contains(Int(p)) else { return }
+                    guard let m = placement.withReplicas(ofHash: hash, { $0.first }), Int(m) < fileOf.count else { return }
+                    let p = fileOf[Int(m)]
+                    guard badSet.contains(p) else { return }
                     let k = Array(key)
-                    if let held = latest[Int(p)]?[k], !(stamp > held.0) { return }
-                    latest[Int(p), default: [:]][k] = (stamp, !tombstone)
+                    if let held = latest[p]?[k], !(stamp > held.0) { return }
+                    latest[p, default: [:]][k] = (stamp, !tombstone)
                 }
             }
         }

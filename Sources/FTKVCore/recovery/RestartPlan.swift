@@ -51,10 +51,14 @@ public enum RestartPlan {
         return reader
     }
 
-    /// The copy a record is loaded from: the first of its old replicas whose file is usable.
+    /// The copy a record is loaded from: the file of the first of its old replicas (member ids,
+    /// numbered by `fileOf`) that is usable.
     @inline(__always)
-    public static func source(of replicas: ArraySlice<Int32>, usable: [Bool]) -> Int? {
-        for r in replicas where usable[Int(r)] { return Int(r) }
+    public static func source(of replicas: ArraySlice<Int32>, fileOf: [Int], usable: [Bool]) -> Int? {
+        for m in replicas where Int(m) < fileOf.count {
+            let k = fileOf[Int(m)]
+            if k >= 0 && usable[k] { return k }
+        }
         return nil
     }
 

@@ -190,6 +190,36 @@ public final class RecordTable {
         return dropped
     }
 
+    /// Drops every record whose key hash `unwanted` accepts (a view change moved those keys to
+    /// other members). Returns how many; throws only when memory for the new index is short
+    /// (nothing is dropped then).
+    @discardableResult
+    public func drop(where unwanted: (UInt64) -> Bool) throws -> Int {
+        var dropped = 0
+        var live = 0
+        var bytes = 0
+        var changed = 0
+        try rehash(to: slotCount) { slot in
+            guard unwanted(slot.hash) else { return true }
+            let h = header(atOffset: slot.offsetPlusOne - 1)
+            dropped += 1
+            if !h.tombstone { live += 1; bytes += h.keyLen + h.valueLen }
+            if h.changed { changed += 1 }
+            garbageBytes += RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
+            return false
+        }
+        guard dropped > 0 else { return 0 }
+        count -= dropped
+        liveCount -= live
+        liveBytes -= bytes
+        changedRecords -= changed
+        // The next commit must not describe this as a delta of the last one.
+        changesForgotten = true
+        mutations &+= 1
+        try? compactIfWorthIt()
+        return dropped
+    }
+
     /// Forgets every record. Keeps its allocations up to 256 MiB of arena and 2^21 slots
     /// (32 MiB), so a checkpoint loop that writes similar data every interval does not regrow the
     /// pending table after each fence; larger ones are released.

@@ -69,6 +69,36 @@ enum Collectives {
         return dup
     }
 
+    /// The communicator of `ranks` of `comm` (ascending), by MPI_Comm_create_group: collective
+    /// over those ranks only, so the others (failed ones) need not take part. It has no
+    /// nonblocking form and no deadline: call it only once every rank named is known to be alive
+    /// and about to call it (the view change's agreement). `tag` tells concurrent creations apart.
+    static func createGroup(_ comm: MPIComm, ranks: [Int32], tag: Int32) throws -> MPIComm {
+        try createGroups(comm, ranks: ranks, tags: [tag])[0]
+    }
+
+    /// Several communicators of the same ranks at once (one per tag), created in this order by
+    /// every rank.
+    static func createGroups(_ comm: MPIComm, ranks: [Int32], tags: [Int32]) throws -> [MPIComm] {
+        var whole: MPI_Group? = nil
+        try mpiCheck(MPI_Comm_group(comm, &whole), "MPI_Comm_group")
+        defer { MPI_Group_free(&whole) }
+        var part: MPI_Group? = nil
+        try mpiCheck(MPI_Group_incl(whole, Int32(ranks.count), ranks, &part), "MPI_Group_incl")
+        defer { MPI_Group_free(&part) }
+        var made: [MPIComm] = []
+        for tag in tags {
+            var created: MPI_Comm? = cmpi_comm_null()
+            try CommunicatorGate.exclusively {
+                try mpiCheck(MPI_Comm_create_group(comm, part, tag, &created), "MPI_Comm_create_group")
+            }
+            guard let created, created != cmpi_comm_null() else { throw KVFailure(.mpi, "MPI_Comm_create_group returned no communicator") }
+            made.append(created)
+            try mpiCheck(MPI_Comm_set_errhandler(created, cmpi_errors_return()), "MPI_Comm_set_errhandler")
+        }
+        return made
+    }
+
     static func rankAndSize(_ comm: MPIComm) throws -> (rank: Int32, size: Int32) {
         var rank: Int32 = 0
         var size: Int32 = 0

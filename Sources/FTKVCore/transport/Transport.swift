@@ -14,15 +14,25 @@ struct Incoming {
     }
 }
 
-/// Framed requests and replies over the store's private communicator. No call waits for another
-/// rank: sends are nonblocking and tracked until complete; receives use matched probes
+/// Framed requests and replies over the store's private communicator. Peers are named by member
+/// id (the rank in the communicator given to kv_open, stable across view changes); the transport
+/// alone maps ids to ranks of its communicator, so a shrunk store gets a new Transport and nothing
+/// else changes. No call waits for another rank: sends are nonblocking and tracked until complete; receives use matched probes
 /// (MPI_Improbe/MPI_Imrecv, safe when several threads probe) and complete over later progress
 /// rounds; waiting, with deadlines, belongs to the caller.
 /// Not thread-safe by itself: the engine calls it under its lock.
 final class Transport {
     let comm: MPIComm
+    /// This rank's member id.
     let rank: Int32
-    let size: Int32
+    /// Rank in `comm` of each member id (-1: not a member of this communicator).
+    private let commRankOfMember: [Int32]
+    /// Member id of each rank of `comm`.
+    let memberOfCommRank: [Int32]
+    var commRank: Int32 { commRankOfMember[Int(rank)] }
+    var commSize: Int32 { Int32(memberOfCommRank.count) }
+    /// One past the highest member id: the size of tables indexed by member.
+    var idLimit: Int32 { Int32(commRankOfMember.count) }
     /// The membership epoch stamped on messages and required of replies: read from the engine's
     /// view (the one place it is kept), set up by the engine.
     var epochSource: () -> UInt32 = { 0 }
@@ -41,11 +51,23 @@ final class Transport {
     private var awaiting: [UInt64: (source: Int32, kind: Wire.Kind)] = [:]
     private var replies: [UInt64: Incoming] = [:]
 
-    init(comm: MPIComm, rank: Int32, size: Int32, receiveTimeout: Double) {
+    /// `members`: the member id of each rank of `comm` (ascending); `idLimit`: one past the
+    /// highest member id ever used by this store.
+    init(comm: MPIComm, me: Int32, members: [Int32], idLimit: Int32, receiveTimeout: Double) {
         self.receiveTimeout = receiveTimeout
         self.comm = comm
-        self.rank = rank
-        self.size = size
+        self.rank = me
+        self.memberOfCommRank = members
+        var ranks = [Int32](repeating: -1, count: Int(idLimit))
+        for (r, m) in members.enumerated() { ranks[Int(m)] = Int32(r) }
+        self.commRankOfMember = ranks
+    }
+
+    /// The rank in `comm` of a member (nil: not a member of this communicator).
+    func commRank(of member: Int32) -> Int32? {
+        guard member >= 0, member < idLimit else { return nil }
+        let r = commRankOfMember[Int(member)]
+        return r >= 0 ? r : nil
     }
 
     // MARK: sending
@@ -83,11 +105,12 @@ final class Transport {
         return id
     }
 
-    /// Sends a notice (a header only, no reply expected) to `dest`.
-    func sendNotice(_ kind: Wire.Kind, argument: UInt64, to dest: Int32) throws {
-        var w = try ByteWriter(reserving: Wire.headerSize)
+    /// Sends a notice (a header, then `members` as i32s; no reply expected) to `dest`.
+    func sendNotice(_ kind: Wire.Kind, argument: UInt64, members: [Int32] = [], to dest: Int32) throws {
+        var w = try ByteWriter(reserving: Wire.headerSize + 4 * members.count)
         do {
             try Wire.write(header(kind, requestID: 0, argument: argument), to: &w)
+            for m in members { try w.append(m) }
         } catch {
             w.release()
             throw error
@@ -100,8 +123,11 @@ final class Transport {
         guard buffer.count <= Int(Int32.max) else {
             throw KVFailure(.internal, "message of \(buffer.count) bytes exceeds an MPI count")
         }
+        guard let destRank = commRank(of: dest) else {
+            throw KVFailure(.procFailed, "rank \(dest) is no longer a member of the store")
+        }
         var request: MPI_Request? = cmpi_request_null()
-        try mpiCheck(MPI_Isend(buffer.base, Int32(buffer.count), cmpi_byte(), dest, tag, comm, &request),
+        try mpiCheck(MPI_Isend(buffer.base, Int32(buffer.count), cmpi_byte(), destRank, tag, comm, &request),
                      "MPI_Isend to rank \(dest)")
         sends.add(request, buffer: buffer, deadline: Deadline(seconds: receiveTimeout), info: notice)
     }
@@ -223,8 +249,10 @@ final class Transport {
         }
         var request: MPI_Request? = cmpi_request_null()
         try mpiCheck(MPI_Imrecv(buffer.base, count, cmpi_byte(), &message, &request), "MPI_Imrecv")
+        // Sources are ranks of this communicator, all members: reported as member ids.
+        let source = status.MPI_SOURCE >= 0 && status.MPI_SOURCE < commSize ? memberOfCommRank[Int(status.MPI_SOURCE)] : -1
         return arrivals.add(request, buffer: buffer, deadline: Deadline(seconds: receiveTimeout),
-                            info: Envelope(count: count, source: status.MPI_SOURCE, tag: status.MPI_TAG))
+                            info: Envelope(count: count, source: source, tag: status.MPI_TAG))
     }
 
     /// At close: waits (politely, at most until `deadline`) for sends still in flight, then cancels

@@ -22,10 +22,15 @@ enum Wire {
                             // (sequential consistency); the reply is an applyAck
         case heartbeat = 6  // a notice (no reply): the sender is alive (HeartbeatRing)
         case failed = 7     // a notice: the sender suspects rank `argument` has failed
+        // The view change (Engine+ViewChange); bodies are lists of member ids (i32).
+        case propose = 8    // a notice to the coordinator: body, the members the sender knows failed
+        case newView = 9    // a notice from the coordinator: body, the members excluded from
+                            // the next epoch (`argument`)
+        case excluded = 10  // a notice to an excluded member: epoch `argument` goes on without it
     }
 
     /// Whether a kind is a notice: sent on the request tag, acted on, never answered.
-    static func isNotice(_ kind: Kind) -> Bool { kind == .heartbeat || kind == .failed }
+    static func isNotice(_ kind: Kind) -> Bool { kind.rawValue >= Kind.heartbeat.rawValue }
 
     enum Status: UInt8 {
         case ok = 0
@@ -40,7 +45,7 @@ enum Wire {
         switch kind {
         case .get: return .getReply
         case .apply, .order: return .applyAck
-        case .getReply, .applyAck, .heartbeat, .failed: return nil
+        case .getReply, .applyAck, .heartbeat, .failed, .propose, .newView, .excluded: return nil
         }
     }
 

@@ -1,0 +1,209 @@
+import Glibc
+
+/// Online recovery: after failures, the survivors agree on a new view (ViewAgreement), shrink
+/// the store's communicator to it (MPI_Comm_create_group, only once every survivor is known to
+/// be alive and about to call it), restore `ftkv_replicas` copies of every key on the new
+/// placement, and carry on. Each application call that was waiting when the view changed, or
+/// is the first after it, returns KV_EPROCFAILED once.
+///
+/// The agreement runs in every progress round (the progress thread's or a wait loop's), under
+/// the lock. The shrink and the re-replication (`installView`) run where no communicator gate is
+/// held: a wait loop, or the progress thread between rounds.
+extension Engine {
+    /// Advances the agreement (lock held). Cheap when nothing failed.
+    func advanceViewChange() {
+        guard decidedExclusion == nil, !failedRanks.isEmpty, installer == nil else { return }
+        switch state {
+        case .open, .closing: break
+        default: return
+        }
+        if agreement?.view != view { agreement = ViewAgreement(view: view) }
+        guard !agreement!.failedMembers(failedRanks).isEmpty else { return }
+        if agreement!.canDecide(me: rank, failed: failedRanks) {
+            let excluded = agreement!.failedMembers(failedRanks)
+            agreement!.own(fencesCompleted: fencesCompleted)
+            let agreed = agreement!.fencesCompleted
+            for member in agreement!.survivors(failedRanks) where member != rank {
+                try? transport.sendNotice(.newView, argument: agreed, members: excluded, to: member)
+            }
+            // A stopped member receives this when it wakes up: its calls fail from then on.
+            // (To a dead one, an eager send just completes.)
+            for member in excluded {
+                try? transport.sendNotice(.excluded, argument: UInt64(view.epoch &+ 1), to: member)
+            }
+            agreedFencesCompleted = agreed
+            decidedExclusion = excluded
+        } else if let coordinator = agreement!.proposalDue(me: rank, failed: failedRanks) {
+            // From here on this rank completes no collective of this epoch (see waitLocked), so
+            // the count it proposes is final.
+            try? transport.sendNotice(.propose, argument: fencesCompleted, members: agreement!.failedMembers(failedRanks), to: coordinator)
+        }
+    }
+
+    /// A view-change notice of this epoch (lock held).
+    func viewChangeNoticed(_ notice: Incoming) {
+        let h = notice.header
+        var body = notice.body
+        var members: [Int32] = []
+        while body.remaining >= 4, let m = try? body.read(Int32.self) {
+            guard m >= 0, m < transport.idLimit else {
+                transport.noteDropped()
+                return
+            }
+            members.append(m)
+        }
+        switch h.kind {
+        case .propose:
+            for m in members where m != rank { declareFailed(m, announce: false) }
+            if agreement?.view != view { agreement = ViewAgreement(view: view) }
+            agreement!.proposal(from: notice.source, fencesCompleted: h.argument)
+        case .newView:
+            // For the next epoch (this one's notices only), with the agreed count of fences.
+            guard !members.contains(rank), decidedExclusion == nil, h.argument >= fencesCompleted else {
+                transport.noteDropped()
+                return
+            }
+            for m in members { declareFailed(m, announce: false) }
+            agreedFencesCompleted = h.argument
+            decidedExclusion = members.filter { view.contains($0) }
+        case .excluded:
+            state = .broken(KVFailure(.procFailed, "this rank was excluded from store '\(name)' by the other members (they found it "
+                + "unresponsive for ftkv_suspect_after = \(config.suspectAfterSeconds) s); the store goes on without it at epoch "
+                + "\(h.argument). Close the handle"))
+        default:
+            transport.noteDropped()
+        }
+    }
+
+    /// Shrinks to the decided view and re-replicates, if a view was decided. Call with the lock
+    /// held and no communicator gate held (MPI_Comm_create_group takes it exclusively).
+    /// A failure here other than a further failed member leaves the store broken.
+    func installDecidedView() {
+        guard let excluded = decidedExclusion, installer == nil else { return }
+        installer = pthread_self()
+        defer { installer = nil }
+        let started = monotonicNanos()
+        do {
+            try installView(excluding: excluded)
+        } catch let f as KVFailure where f.code == .procFailed {
+            // Another member failed during re-replication: the next view change follows, and
+            // re-replicates from whatever every survivor holds.
+        } catch {
+            noteFailure(error, inCollective: true)
+        }
+        lastRecoveryNanos = monotonicNanos() &- started
+    }
+
+    private func installView(excluding excluded: [Int32]) throws {
+        decidedExclusion = nil
+        guard let next = view.excluding(Set(excluded)), next.contains(rank) else {
+            throw KVFailure(.internal, "the decided view does not include this rank")
+        }
+        // 1. The new communicator: every survivor proposed (so was alive moments ago) and was
+        //    told the decision.
+        let old = transport
+        //    With it, the application's communicator of the survivors (kv_comm), made now that
+        //    they are all here rather than in a collective kv_comm that a busy rank could stall.
+        let tag = Int32(next.epoch % 16_384) * 2
+        guard let parent = creationComm else { throw KVFailure(.internal, "no communicator to create the survivors' from") }
+        let comms = try Collectives.createGroups(parent, ranks: next.members, tags: [tag, tag + 1])
+        let comm = comms[0]
+        survivorComms.append(comms[1])
+        applicationComm = comms[1]
+        // What is still in flight on the old communicator belongs to the old epoch: cancelled.
+        // The old communicator itself is kept (a collective may still be posted on it).
+        old.finishOutstanding(until: Deadline(seconds: 0))
+        retiredCommunicators.append(old.comm)
+        let oldPlacement = placement
+        let failedNow = failedRanks
+        if oldPlacement.replicaSetShares().keys.contains(where: { $0.allSatisfy(failedNow.contains) }) {
+            lostPlacements.append((oldPlacement, failedNow))
+        }
+        adopt(Transport(comm: comm, me: rank, members: next.members, idLimit: old.idLimit, receiveTimeout: old.receiveTimeout))
+        view = next
+        placement = Placement(view: next, replicas: config.replicas)
+        agreement = nil
+        pendingViewChangeReport = (pendingViewChangeReport ?? []) + excluded
+        // The next commit writes a new base file: this rank's file number and records changed.
+        lastCommittedFile = nil
+        if let sender = heartbeatSender {
+            try sender.retarget(comm: comm, header: heartbeatHeader(),
+                                dest: heartbeats.successor(failed: failedRanks).flatMap(transport.commRank(of:)) ?? -1)
+        }
+
+        // 2. Re-replication: each key's copies on its new replicas. The first surviving old
+        //    replica sends it to each new one that did not hold it (after an interrupted
+        //    re-replication nobody knows who holds what: every holder sends).
+        let everyHolder = !replicasComplete
+        replicasComplete = false
+        let failed = failedRanks
+        let me = rank
+        let passes = 8
+        for pass in 0..<passes {
+            // One eighth of the hash space a pass: what is copied out of the table to send is
+            // bounded (the table itself changes while batches from others are applied).
+            let outgoing = RecordTable(hugePages: false)
+            try store.forEach { rec in
+                guard Int(rec.hash >> 61) == pass else { return }
+                let send = oldPlacement.withReplicas(ofHash: rec.hash) { set -> Bool in
+                    everyHolder || set.first(where: { !failed.contains($0) }) == me
+                }
+                if send {
+                    _ = try outgoing.upsert(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp,
+                                            tombstone: rec.isTombstone, onlyIfNewer: false)
+                }
+            }
+            let refused = try flush(count: outgoing.count, records: outgoing.forEach) { hash, dests in
+                let held = oldPlacement.withReplicas(ofHash: hash) { set in set.filter { !failed.contains($0) } }
+                self.placement.withReplicas(ofHash: hash) { set in
+                    for d in set where d != me && (everyHolder || !held.contains(d)) { dests.append(d) }
+                }
+            }
+            outgoing.removeAll()
+            if let refused { throw refused }
+        }
+        try barrierLocked(what: "re-replication after a view change")
+        // 3. Every key has its copies: drop those this rank no longer holds a replica of.
+        let current = placement
+        try store.drop { hash in !current.withReplicas(ofHash: hash) { $0.contains(me) } }
+        replicasComplete = true
+    }
+
+    /// The heartbeat frame's header, in the current epoch. Never skewed by the stale-epoch test
+    /// fault, which is about requests and replies (a rank whose heartbeats were dropped would be
+    /// excluded, and the test would see a view change instead).
+    func heartbeatHeader() -> Wire.Header {
+        Wire.Header(kind: .heartbeat, status: .ok, epoch: view.epoch, sender: rank, requestID: 0, argument: 0)
+    }
+
+    /// Makes `t` the store's transport (epochs from the view, test faults carried over).
+    func adopt(_ t: Transport) {
+        t.epochSource = { [unowned self] in self.view.epoch }
+        if faults.staleEpoch { t.epochSkew = 1 }
+        transport = t
+    }
+
+    /// The failure an interrupted or first call reports after a view change (consumed; a fence
+    /// that turns out complete puts it back with `lastReport`).
+    func viewChangeFailure() -> KVFailure {
+        let failed = (pendingViewChangeReport ?? failedRanks.sorted()).sorted()
+        lastReport = failed
+        pendingViewChangeReport = nil
+        let names = failed.map(String.init).joined(separator: ", ")
+        return KVFailure(.procFailed, "rank\(failed.count == 1 ? "" : "s") \(names) failed; store '\(name)' goes on with "
+            + "\(view.members.count) members at epoch \(view.epoch) (kv_comm gives their communicator). The call did not complete: retry it")
+    }
+
+    /// Whether the view must change (a member of it is known to have failed).
+    var viewChangeNeeded: Bool { !failedRanks.isEmpty && view.members.contains { failedRanks.contains($0) } }
+
+    /// kv_comm: the live members' communicator (ranks in member order): the one given to
+    /// kv_open until a member fails, then the survivors' (the store's; freed by kv_close).
+    public func communicator() throws -> MPIComm {
+        try lock.withLock {
+            try checkUsable()
+            guard let applicationComm else { throw KVFailure(.misuse, "store '\(name)' has no communicator") }
+            return applicationComm
+        }
+    }
+}

@@ -1,0 +1,251 @@
+/*
+ * online.c - a rank is SIGKILLed from outside at a random moment of a put/fence/get workload; the
+ * survivors recover online (no restart) and nothing acknowledged is lost.
+ *
+ * Run under `mpirun --enable-recovery` by tests/kill/online.sh, which kills rank ONLINE_VICTIM
+ * (kill -9 of the PID it wrote to ONLINE_DIR) after a random delay. ftkv_replicas = ONLINE_REPLICAS
+ * (default 2). Each rank, for ONLINE_STEPS steps:
+ *  - puts KEYS keys of this step (s<step>/r<rank>/<i>) and overwrites its KEYS rolling keys
+ *    (cur/r<rank>/<i>) with this step's values, deletes the keys of two steps ago whose i is odd;
+ *  - kv_fence, retried after KV_EPROCFAILED (the documented protocol);
+ *  - reads the step's keys of the next rank, byte for byte (the victim's only while they are known
+ *    to be acknowledged);
+ * The victim never finishes: after its steps it waits to be killed. With ONLINE_STOPPED=1 the
+ * victim is stopped (SIGSTOP) past the suspicion time instead, then continued: it must find itself
+ * excluded (a call returns KV_EPROCFAILED and kv_errmsg says so), print "online: rank N excluded"
+ * and leave; the survivors' checks are the same. A fence that returned KV_OK
+ * before the view change acknowledges every rank's writes of that step, the victim's included;
+ * one retried after it acknowledges the survivors'. After the steps every survivor checks every
+ * acknowledged key of every writer byte for byte (and the deleted ones gone), the view change was
+ * reported exactly once, and kv_comm's communicator holds the survivors; the survivors agree on
+ * the verdict over it and print "online: rank N PASS".
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <mpi.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "ftkv.h"
+
+#define KEYS 100
+#define MAX_STEPS 400
+
+static int rank, size, failures, reports, step, change_step = -1;
+static uint64_t seen_epoch;
+
+static int stopped_mode, victim;
+
+static void excluded_exit(kv_store **kv, int rc);
+
+static void fail(const char *what, const char *key, int rc, const kv_store *kv) {
+    if (stopped_mode && rank == victim && rc == KV_EPROCFAILED && strstr(kv_errmsg(kv), "excluded"))
+        excluded_exit((kv_store **)&kv, rc);
+    if (failures < 20)
+        printf("online: rank %d FAIL %s (key '%s'): rc %d (%s) %s\n", rank, what, key, rc, kv_strerror(rc), kv_errmsg(kv));
+    failures++;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Value of key i of writer w at step s: length and bytes depend only on (s, w, i). */
+static size_t fill(unsigned char *buf, int s, int w, int i) {
+    size_t len = 16 + (size_t)(s * 131 + w * 37 + i * 11) % 1500;
+    unsigned x = (unsigned)(s * 2654435761u + w * 7919 + i * 104729 + 1);
+    for (size_t j = 0; j < len; j++) { x = x * 1103515245u + 12345u; buf[j] = (unsigned char)(x >> 16); }
+    return len;
+}
+
+/* The stopped victim, woken up: excluded, as it must be. */
+static void excluded_exit(kv_store **kv, int rc) {
+    printf("online: rank %d excluded after being stopped: rc %d (%s) %s\n", rank, rc, kv_strerror(rc), kv_errmsg(*kv));
+    kv_store *handle = *kv;
+    int crc = kv_close(&handle);
+    printf("online: rank %d kv_close after the exclusion: rc %d; leaves\n", rank, crc);
+    fflush(stdout);
+    MPI_Finalize();
+    exit(0);
+}
+
+static long env_long(const char *name, long dflt) {
+    const char *v = getenv(name);
+    return v && *v ? strtol(v, NULL, 10) : dflt;
+}
+
+/* KV_EPROCFAILED with the epoch moved on is the view change's one report: count it (kv_stat may
+ * itself be the reporting call). Returns whether the caller should retry. */
+static int view_changed(kv_store *kv) {
+    uint64_t e = 0;
+    int rc = kv_stat(kv, KV_STAT_EPOCH, &e);
+    if (rc == KV_EPROCFAILED) rc = kv_stat(kv, KV_STAT_EPOCH, &e);
+    if (rc != KV_OK || e == seen_epoch) return 0;
+    seen_epoch = e;
+    reports++;
+    if (change_step < 0) change_step = step;
+    return 1;
+}
+
+#define RETRYING(call) ({ int rc_ = (call); if (rc_ == KV_EPROCFAILED && view_changed(kv)) rc_ = (call); rc_; })
+
+static void expect_value(kv_store *kv, const char *key, int s, int w, int i) {
+    static unsigned char want[2048], got[2048];
+    size_t n = 0, len = fill(want, s, w, i);
+    int rc = RETRYING(kv_get(kv, key, strlen(key), got, sizeof got, &n));
+    if (rc != KV_OK) fail("kv_get of an acknowledged key", key, rc, kv);
+    else if (n != len || memcmp(got, want, len) != 0) fail("kv_get returned other bytes", key, rc, kv);
+}
+
+static void expect_gone(kv_store *kv, const char *key) {
+    unsigned char got[2048];
+    size_t n = 0;
+    int rc = RETRYING(kv_get(kv, key, strlen(key), got, sizeof got, &n));
+    if (rc != KV_ENOTFOUND) fail("kv_get of a deleted key", key, rc, kv);
+}
+
+int main(int argc, char **argv) {
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    victim = (int)env_long("ONLINE_VICTIM", size - 1);
+    stopped_mode = (int)env_long("ONLINE_STOPPED", 0);
+    int steps = (int)env_long("ONLINE_STEPS", 40);
+    int replicas = (int)env_long("ONLINE_REPLICAS", 2);
+    const char *dir = getenv("ONLINE_DIR");
+    if (size < 3 || victim < 0 || victim >= size || steps < 3 || steps > MAX_STEPS || !dir) {
+        if (rank == 0) printf("online: needs 3+ ranks, a victim among them, 3..%d steps and ONLINE_DIR\n", MAX_STEPS);
+        MPI_Finalize();
+        return 1;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/pid.%d", dir, rank);
+    FILE *f = fopen(path, "w");
+    if (f) { fprintf(f, "%d\n", (int)getpid()); fclose(f); }
+
+    char rbuf[16];
+    snprintf(rbuf, sizeof rbuf, "%d", replicas);
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "ftkv_replicas", rbuf);
+    MPI_Info_set(info, "ftkv_timeout", "20");
+    kv_store *kv = NULL;
+    int rc = kv_open(MPI_COMM_WORLD, "online", info, &kv);
+    MPI_Info_free(&info);
+    if (rc != KV_OK) { fail("kv_open", "", rc, NULL); MPI_Finalize(); return 1; }
+    if (rank == 0) printf("online: %d ranks, %d copies per key, %d steps, victim rank %d\n", size, replicas, steps, victim);
+    MPI_Barrier(MPI_COMM_WORLD);
+    fflush(stdout);
+
+    /* fully[s]: the fence of step s returned KV_OK before any view change (every writer's data,
+     * the victim's included, is acknowledged). acked[s]: this rank's fence of step s returned OK. */
+    static char fully[MAX_STEPS], acked[MAX_STEPS];
+    unsigned char val[2048];
+    char key[96];
+    double changed_at = 0;
+    for (int s = 0; s < steps; s++) {
+        step = s;
+        for (int i = 0; i < KEYS; i++) {
+            size_t len = fill(val, s, rank, i);
+            snprintf(key, sizeof key, "s%d/r%d/%d", s, rank, i);
+            if ((rc = RETRYING(kv_put(kv, key, strlen(key), val, len))) != KV_OK) fail("kv_put", key, rc, kv);
+            snprintf(key, sizeof key, "cur/r%d/%d", rank, i);
+            if ((rc = RETRYING(kv_put(kv, key, strlen(key), val, len))) != KV_OK) fail("kv_put", key, rc, kv);
+            if (s >= 2 && i % 2) {
+                snprintf(key, sizeof key, "s%d/r%d/%d", s - 2, rank, i);
+                if ((rc = RETRYING(kv_del(kv, key, strlen(key)))) != KV_OK) fail("kv_del", key, rc, kv);
+            }
+        }
+        uint64_t before = seen_epoch;
+        double t0 = now();
+        rc = kv_fence(kv);
+        if (rc == KV_EPROCFAILED && view_changed(kv)) rc = kv_fence(kv);
+        if (rc != KV_OK) { fail("kv_fence (retried once after KV_EPROCFAILED)", "", rc, kv); break; }
+        acked[s] = 1;
+        fully[s] = seen_epoch == 0 && before == 0;
+        if (seen_epoch != before) changed_at = now() - t0;
+        /* The next writer's keys of this step. */
+        int w = (rank + 1) % size;
+        if (w != victim || fully[s]) {
+            for (int i = 0; i < KEYS; i += 7) {
+                snprintf(key, sizeof key, "s%d/r%d/%d", s, w, i);
+                expect_value(kv, key, s, w, i);
+            }
+        }
+        if (rank == victim && s == steps - 1) {
+            printf("online: rank %d finished its steps and waits to be killed or stopped\n", rank);
+            fflush(stdout);
+            for (;;) {
+                uint64_t e;
+                struct timespec pause_ts = {0, 50 * 1000 * 1000};
+                if ((rc = kv_stat(kv, KV_STAT_EPOCH, &e)) != KV_OK) fail("kv_stat while waiting", "", rc, kv);
+                nanosleep(&pause_ts, NULL);
+            }
+        }
+    }
+    /* The victim may be killed only after the survivors' last step: wait for the view change
+     * (a view change that had not reached a call yet is reported by the next one). */
+    double waited = now();
+    while (seen_epoch == 0 && now() - waited < 60) {
+        struct timespec pause_ts = {0, 20 * 1000 * 1000};
+        if (!view_changed(kv)) nanosleep(&pause_ts, NULL);
+    }
+    uint64_t epoch = 0, members = 0;
+    rc = kv_stat(kv, KV_STAT_EPOCH, &epoch);
+    if (rc == KV_EPROCFAILED) { view_changed(kv); rc = kv_stat(kv, KV_STAT_EPOCH, &epoch); }
+    kv_stat(kv, KV_STAT_SIZE, &members);
+    if (epoch != 1 || members != (uint64_t)size - 1 || reports != 1) {
+        printf("online: rank %d FAIL epoch %llu, %llu members, the view change reported %d times (want 1, %d, once)\n", rank,
+               (unsigned long long)epoch, (unsigned long long)members, reports, size - 1);
+        failures++;
+    }
+
+    /* Everything acknowledged, from every writer. */
+    int checked = 0, last_full = -1;
+    for (int s = 0; s < steps; s++) {
+        if (fully[s]) last_full = s;
+        for (int w = 0; w < size; w++) {
+            int known = w == victim ? fully[s] : acked[s];
+            if (!known) continue;
+            for (int i = 0; i < KEYS; i++) {
+                snprintf(key, sizeof key, "s%d/r%d/%d", s, w, i);
+                /* Deleted two steps later if that step is acknowledged; maybe, if the victim's
+                 * step was not (it may have reached some replicas). */
+                int deleted = i % 2 && s + 2 < steps && (w == victim ? fully[s + 2] : acked[s + 2]);
+                int maybe = i % 2 && s + 2 < steps && w == victim && !fully[s + 2];
+                if (maybe) continue;
+                if (deleted) expect_gone(kv, key);
+                else expect_value(kv, key, s, w, i);
+                checked++;
+            }
+        }
+    }
+    for (int w = 0; w < size; w++) {
+        if (w == victim) continue;
+        for (int i = 0; i < KEYS; i++) {
+            snprintf(key, sizeof key, "cur/r%d/%d", w, i);
+            expect_value(kv, key, steps - 1, w, i);
+        }
+    }
+    MPI_Comm live = MPI_COMM_NULL;
+    int lsize = 0, total = 0;
+    if ((rc = kv_comm(kv, &live)) != KV_OK) fail("kv_comm", "", rc, kv);
+    else {
+        MPI_Comm_size(live, &lsize);
+        if (lsize != size - 1) { printf("online: rank %d FAIL kv_comm has %d ranks\n", rank, lsize); failures++; }
+        MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, live);
+    }
+    rc = kv_close(&kv);
+    if (rc != KV_OK) fail("kv_close", "", rc, NULL);
+    printf("online: rank %d view change reported during step %d (a fence it interrupted took %.3f s), last step acknowledged by all %d, "
+           "%d keys checked; %d failures among the survivors\n", rank, change_step, changed_at, last_full, checked, total);
+    if (failures == 0 && total == 0) printf("online: rank %d PASS\n", rank);
+    fflush(stdout);
+    MPI_Finalize();
+    return failures != 0;
+}
