@@ -13,6 +13,14 @@
  * DEMO_KILL_RANK make a rank SIGKILL itself after that step, as a node failure would
  * (scripts/demo.sh kills the job twice and resumes it on fewer, then more ranks).
  *
+ * With DEMO_ONLINE=1 (under `mpirun --enable-recovery`) the job does not die with its rank: every K
+ * steps the ranks put their blocks under "u/<step>/<block>" and kv_fence (an in-memory, replicated
+ * checkpoint); the halo exchange waits with a deadline-free poll that also watches kv_failed. When
+ * a rank dies, the survivors see it there (or get KV_EPROCFAILED from the store), fence again until
+ * the store has moved to a view without the dead rank, take the survivors' communicator from
+ * kv_comm, cut the domain among themselves, reload the newest checkpoint every block of which is in
+ * the store, and carry on from its step.
+ *
  * At the end the field is compared with a reference computed on every rank without interruption.
  * The arithmetic is the same whatever the decomposition, so the two must be bitwise equal; a
  * checksum over all ranks is compared too. The last line is PASS or FAIL, and so is the exit code.
@@ -20,6 +28,7 @@
  *     mpirun -n 4 ./demo [CELLS STEPS K]        (defaults: 20000 2000 250; at most 64 ranks)
  */
 #define _POSIX_C_SOURCE 200809L /* kill() under -std=c99 */
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +42,10 @@
 #define BLOCKS 64  /* checkpoint granularity: independent of the number of ranks */
 
 static int rank, nranks;
+/* The communicator the simulation runs on: MPI_COMM_WORLD, or after a failure (DEMO_ONLINE) the
+ * survivors' communicator from kv_comm. */
+static MPI_Comm comm;
+static int online, world_rank;
 
 /* Every kv_* result is checked; a failure is reported with both texts the library offers. */
 static void report_failure(const kv_store *kv, const char *call, int rc, int line) {
@@ -104,13 +117,137 @@ static void step(slice_t *s) {
     int left = rank > 0 ? rank - 1 : MPI_PROC_NULL;
     int right = rank < nranks - 1 ? rank + 1 : MPI_PROC_NULL;
     MPI_Sendrecv(&s->u[1], 1, MPI_DOUBLE, left, 0, &s->u[s->n + 1], 1, MPI_DOUBLE, right, 0,
-                 MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                 comm, MPI_STATUS_IGNORE);
     MPI_Sendrecv(&s->u[s->n], 1, MPI_DOUBLE, right, 1, &s->u[0], 1, MPI_DOUBLE, left, 1,
-                 MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+                 comm, MPI_STATUS_IGNORE);
     for (long i = 1; i <= s->n; i++) s->unew[i] = stencil(s->u[i - 1], s->u[i], s->u[i + 1]);
     double *t = s->u;
     s->u = s->unew;
     s->unew = t;
+}
+
+/* ---- DEMO_ONLINE: surviving a dead rank without a restart ---- */
+
+static int known_failed;      /* failed ranks already recovered from */
+static double halo_wait_start; /* when the halo exchange that noticed a failure began */
+
+/* Whether a rank has failed since the last recovery (the store says so: kv_failed lists it, or a
+ * call reports that the store already moved to a view without it). */
+static int failure_seen(kv_store *kv) {
+    int failed[64], n = 0;
+    int rc = kv_failed(kv, failed, 64, &n);
+    if (rc == KV_EPROCFAILED) return 1;
+    if (rc != KV_OK) report_failure(kv, "kv_failed", rc, __LINE__);
+    return n > known_failed;
+}
+
+/* One step whose halo exchange polls instead of blocking, so that a dead neighbour is noticed
+ * rather than waited for forever. Returns 1 (the step did not happen) when a rank has failed. */
+static int step_online(kv_store *kv, slice_t *s) {
+    int left = rank > 0 ? rank - 1 : MPI_PROC_NULL;
+    int right = rank < nranks - 1 ? rank + 1 : MPI_PROC_NULL;
+    MPI_Request req[4];
+    halo_wait_start = MPI_Wtime();
+    MPI_Irecv(&s->u[s->n + 1], 1, MPI_DOUBLE, right, 0, comm, &req[0]);
+    MPI_Irecv(&s->u[0], 1, MPI_DOUBLE, left, 1, comm, &req[1]);
+    MPI_Isend(&s->u[1], 1, MPI_DOUBLE, left, 0, comm, &req[2]);
+    MPI_Isend(&s->u[s->n], 1, MPI_DOUBLE, right, 1, comm, &req[3]);
+    for (long polls = 0;; polls++) {
+        int done = 0;
+        MPI_Testall(4, req, &done, MPI_STATUSES_IGNORE);
+        if (done) break;
+        if (polls > 1000) sched_yield(); /* a neighbour is late: let it (and the store) run */
+        if (polls % 256 == 255 && failure_seen(kv)) {
+            /* Abandoned: the communicator is replaced, nothing will ever match these. */
+            for (int i = 0; i < 4; i++)
+                if (req[i] != MPI_REQUEST_NULL) { MPI_Cancel(&req[i]); MPI_Request_free(&req[i]); }
+            return 1;
+        }
+    }
+    for (long i = 1; i <= s->n; i++) s->unew[i] = stencil(s->u[i - 1], s->u[i], s->u[i + 1]);
+    double *t = s->u;
+    s->u = s->unew;
+    s->unew = t;
+    return 0;
+}
+
+/* An in-memory checkpoint: this rank's blocks of step t, fenced (replicated on other ranks);
+ * the one of two checkpoints ago is deleted. Returns 1 if a rank failed meanwhile. */
+static int checkpoint_online(kv_store *kv, const slice_t *s, long t, long every) {
+    char key[48];
+    double t0 = MPI_Wtime();
+    for (int b = s->b0; b < s->b1; b++) {
+        snprintf(key, sizeof key, "u/%ld/%d", t, b);
+        long off = block_start(b) - s->lo;
+        int rc = kv_put(kv, key, strlen(key), &s->u[1 + off], (size_t)(block_start(b + 1) - block_start(b)) * sizeof(double));
+        if (rc == KV_EPROCFAILED) return 1;
+        if (rc != KV_OK) report_failure(kv, "kv_put(u/<step>/<block>)", rc, __LINE__);
+        if (t >= 2 * every) {
+            snprintf(key, sizeof key, "u/%ld/%d", t - 2 * every, b);
+            rc = kv_del(kv, key, strlen(key));
+            if (rc == KV_EPROCFAILED) return 1;
+            if (rc != KV_OK) report_failure(kv, "kv_del", rc, __LINE__);
+        }
+    }
+    int rc = kv_fence(kv);
+    if (rc == KV_EPROCFAILED) return 1;
+    if (rc != KV_OK) report_failure(kv, "kv_fence", rc, __LINE__);
+    if (rank == 0)
+        printf("step %5ld: in-memory checkpoint (kv_put + kv_fence, %d blocks, replicated) in %.1f ms\n", t, BLOCKS,
+               (MPI_Wtime() - t0) * 1e3);
+    return 0;
+}
+
+/* After a failure: wait until the store has moved to a view without the dead (a fence that
+ * completes), continue on the survivors' communicator, cut the domain among them and reload the
+ * newest checkpoint every block of which survived. Returns its step. */
+static long recover(kv_store *kv, slice_t *s, long t_now, long every) {
+    double t0 = MPI_Wtime(), waited = t0 - halo_wait_start;
+    int rc, tries = 0;
+    while ((rc = kv_fence(kv)) == KV_EPROCFAILED && tries++ < 8) {}
+    if (rc != KV_OK) report_failure(kv, "kv_fence (recovery)", rc, __LINE__);
+    int failed[64], nfailed = 0;
+    KV_CHECK(kv, kv_failed(kv, failed, 64, &nfailed));
+    known_failed = nfailed;
+    KV_CHECK(kv, kv_comm(kv, &comm));
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &nranks);
+    free(s->u);
+    free(s->unew);
+    slice_init(s);
+    /* The newest checkpoint step any survivor reached, then older ones. */
+    long newest = t_now / every * every, t = 0;
+    MPI_Allreduce(MPI_IN_PLACE, &newest, 1, MPI_LONG, MPI_MAX, comm);
+    for (long cand = newest; cand > 0; cand -= every) {
+        int have = 1;
+        for (int b = s->b0; b < s->b1 && have; b++) {
+            char key[48];
+            size_t len = 0;
+            snprintf(key, sizeof key, "u/%ld/%d", cand, b);
+            have = kv_get(kv, key, strlen(key), NULL, 0, &len) == KV_OK;
+        }
+        MPI_Allreduce(MPI_IN_PLACE, &have, 1, MPI_INT, MPI_MIN, comm);
+        if (have) { t = cand; break; }
+    }
+    if (t == 0) {
+        for (long i = 0; i < s->n; i++) s->u[i + 1] = initial(s->lo + i, ncells);
+    } else {
+        for (int b = s->b0; b < s->b1; b++) {
+            char key[48];
+            size_t len = 0, want = (size_t)(block_start(b + 1) - block_start(b)) * sizeof(double);
+            snprintf(key, sizeof key, "u/%ld/%d", t, b);
+            KV_CHECK(kv, kv_get(kv, key, strlen(key), &s->u[1 + block_start(b) - s->lo], want, &len));
+        }
+    }
+    if (rank == 0) {
+        printf("step %5ld: rank", t_now);
+        for (int i = 0; i < nfailed; i++) printf(" %d", failed[i]);
+        printf(" failed: noticed through the store after %.2f s of waiting for a halo; recovered online in "
+               "%.3f s: the store shrank to %d ranks and re-replicated, the domain is cut among them, and the "
+               "field is reloaded from the checkpoint of step %ld\n", waited, MPI_Wtime() - t0, nranks, t);
+        fflush(stdout);
+    }
+    return t;
 }
 
 /* Puts this rank's blocks and the step, then commits: a durable version on every rank's disk. */
@@ -170,6 +307,9 @@ int main(int argc, char **argv) {
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+    comm = MPI_COMM_WORLD;
+    world_rank = rank;
+    online = getenv("DEMO_ONLINE") && atoi(getenv("DEMO_ONLINE")) != 0;
 
     ncells = argc > 1 ? atol(argv[1]) : 20000;
     long nsteps = argc > 2 ? atol(argv[2]) : 2000;
@@ -192,14 +332,15 @@ int main(int argc, char **argv) {
         KV_CHECK(kv, kv_stat(kv, KV_STAT_PROGRESS_THREAD, &thread));
         printf("demo: 1-D heat diffusion, %ld cells on %d ranks, %ld steps, commit every %ld\n",
                ncells, nranks, nsteps, every);
-        printf("demo: libftkv %s, %llu replica(s) per key, progress thread: %s\n",
-               kv_version(NULL, NULL, NULL), (unsigned long long)replicas, thread ? "yes" : "no");
+        printf("demo: libftkv %s, %llu replica(s) per key, progress thread: %s%s\n",
+               kv_version(NULL, NULL, NULL), (unsigned long long)replicas, thread ? "yes" : "no",
+               online ? "; online recovery: in-memory checkpoints (kv_fence), no restart" : "");
     }
 
     slice_t s;
     slice_init(&s);
     long t = 0;
-    if (version > 0) {
+    if (version > 0 && !online) {
         int remote = 0, nremote = 0;
         long old_ranks = 0;
         t = restore(kv, &s, &remote, &old_ranks);
@@ -215,10 +356,19 @@ int main(int argc, char **argv) {
 
     double t0 = MPI_Wtime();
     while (t < nsteps) {
-        step(&s);
-        t++;
-        if (t % every == 0 && t < nsteps) checkpoint(kv, &s, t);
-        if (t == kill_step && rank == kill_rank) {
+        if (online) {
+            if (step_online(kv, &s)) {
+                t = recover(kv, &s, t, every);
+                continue;
+            }
+            t++;
+            if (t % every == 0 && t < nsteps && checkpoint_online(kv, &s, t, every)) t = recover(kv, &s, t, every);
+        } else {
+            step(&s);
+            t++;
+            if (t % every == 0 && t < nsteps) checkpoint(kv, &s, t);
+        }
+        if (t == kill_step && world_rank == kill_rank) {
             printf("step %5ld: rank %d is killed (SIGKILL), as if its node failed\n", t, rank);
             fflush(stdout);
             kill(getpid(), SIGKILL);
@@ -246,9 +396,9 @@ int main(int argc, char **argv) {
     for (long i = 0; i < s.n; i++)
         if (memcmp(&s.u[i + 1], &ref[s.lo + i + 1], sizeof(double)) != 0) mismatches++;
     long total_mismatches = 0;
-    MPI_Allreduce(&mismatches, &total_mismatches, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&mismatches, &total_mismatches, 1, MPI_LONG, MPI_SUM, comm);
     uint64_t mine = checksum(&s.u[1], s.lo, s.n), sum = 0;
-    MPI_Allreduce(&mine, &sum, 1, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+    MPI_Allreduce(&mine, &sum, 1, MPI_UINT64_T, MPI_SUM, comm);
     uint64_t ref_sum = checksum(&ref[1], 0, ncells);
 
     KV_CHECK(NULL, kv_close(&kv));

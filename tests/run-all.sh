@@ -181,6 +181,33 @@ kill_rank() {
     [ "$ok" -eq 1 ]
 }
 
+# ftkv_on_failure=abort (tests/kill/abort_policy.c): a rank dies while the others sit in their own
+# MPI_Barrier, which would hang forever; the library must end the job, naming the dead rank, within
+# the suspicion time (0.8 s) plus a margin for mpirun's teardown.
+abort_policy() {
+    local bin="$OUT/abort_policy" out start elapsed rc ok=1
+    mpicc -std=c99 -O1 -g -Wall -Wextra tests/kill/abort_policy.c -o "$bin" \
+        -I"$STAGE/include" -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv || return 1
+    out="$(mktemp)"
+    start=$(date +%s.%N)
+    ftkv_mpirun 4 60 --enable-recovery "$bin" >"$out" 2>&1
+    rc=$?
+    elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.2f", e - s }')
+    grep -v 'PMIX ERROR' "$out" | grep -E 'abort_policy|ftkv:|MPI_ABORT' | head -8
+    grep -q "killing itself" "$out" || { echo "the victim did not die"; ok=0; }
+    grep -q "rank 3 failed (no heartbeat for 0.8 s); ftkv_on_failure=abort: ending the job" "$out" \
+        || { echo "no message naming the dead rank"; ok=0; }
+    grep -q "abort_policy: FAIL" "$out" && ok=0
+    # Under --enable-recovery Open MPI 4.1's mpirun exits 0 even after MPI_Abort (and when ranks
+    # exit non-zero themselves): what counts is that every rank is gone, promptly.
+    [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || { echo "the job hung until the timeout"; ok=0; }
+    # Launch and teardown included: a 4-rank job here starts and ends in about 1 s.
+    awk -v t="$elapsed" 'BEGIN { exit !(t < 8) }' || { echo "the job took $elapsed s to end"; ok=0; }
+    echo "job ended $elapsed s after mpirun started (exit status $rc)"
+    rm -f "$out"
+    [ "$ok" -eq 1 ]
+}
+
 # Online recovery under a put/fence/get workload (tests/kill/online.c via tests/kill/online.sh):
 # the victim is SIGKILLed (or SIGSTOPped past the suspicion time) from outside at a random moment;
 # every survivor checks every acknowledged key byte for byte after the view change and carries on.
@@ -196,6 +223,10 @@ online_recovery() {
     ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 3 2 1200 || ok=0
     ONLINE_STEPS=80 bash tests/kill/online.sh "$bin" 8 5 2 1500 || ok=0
     ONLINE_STEPS=200 STOPPED=1 bash tests/kill/online.sh "$bin" 4 1 2 800 || ok=0
+    # A whole node (ranks 2 and 3 of 3 two-rank nodes) at once, 2 copies on distinct nodes; and two
+    # simultaneous failures with 3 copies.
+    ONLINE_STEPS=120 ONLINE_RANKS_PER_NODE=2 bash tests/kill/online.sh "$bin" 6 2,3 2 700 || ok=0
+    ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 5 1,3 3 700 || ok=0
     [ "$ok" -eq 1 ]
 }
 
@@ -298,13 +329,15 @@ run_step "exports: installed libftkv.so == ftkv.h functions" exports_installed
 run_step "exports: debug .build/debug/libftkv.so == ftkv.h functions" exports_debug
 run_step "MPI suite: tests/run-mpi.sh" mpi_suite
 run_step "kill: a rank SIGKILLed under --enable-recovery (1-3 copies, first/middle/last victim): failover, view change, re-replication, every copy counted" kill_rank
-run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4 and 8 ranks), every acknowledged key byte for byte" online_recovery
+run_step "ftkv_on_failure=abort: a rank dies while the others wait in their own MPI_Barrier; the library ends the job, naming it" abort_policy
+run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies), every acknowledged key byte for byte" online_recovery
 run_step "restart: kv_commit, job killed, restart on 1-6 ranks; lost directories, damaged files, deaths in kv_commit, full disk" restart_scenarios
 run_step "examples-c: build with pkg-config" examples_build
 run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
 run_step "examples-c: hello, 4 ranks" ftkv_mpirun 4 90 examples-c/bin/hello
 run_step "examples-c: demo, 1 rank, uninterrupted" demo_fresh 1
 run_step "examples-c: demo, killed on 4 ranks, restarted on 3, killed, restarted on 5, bitwise equal" bash scripts/demo-chain.sh examples-c/bin/demo "$OUT/demo-run"
+run_step "examples-c: demo online, a rank killed on 4 ranks, the survivors recover without a restart, bitwise equal" bash scripts/demo-online.sh examples-c/bin/demo "$OUT/demo-online"
 run_step "Fortran: build module, test and example (mpifort)" fortran_build
 run_step "Fortran: test_ftkv, 2 ranks" run_expect_pass 2 90 "$FORTRAN_DIR/test_ftkv"
 run_step "Fortran: test_ftkv, 4 ranks" run_expect_pass 4 120 "$FORTRAN_DIR/test_ftkv"

@@ -96,6 +96,12 @@ struct StoreConfigTests {
         for v in ["eventual", "", "fence!", "seq"] {
             expectInvalid("ftkv_consistency=\(v)") { _ = try parse(["ftkv_consistency": v]) }
         }
+        for v in ["stop", "", "continue!", "1"] {
+            expectInvalid("ftkv_on_failure=\(v)") { _ = try parse(["ftkv_on_failure": v]) }
+        }
+        #expect(try parse(["ftkv_on_failure": "abort"]).abortOnFailure)
+        #expect(try !parse(["ftkv_on_failure": " Continue "]).abortOnFailure)
+        #expect(try !parse([:]).abortOnFailure)
         for v in ["fast", "", "threads", "none"] {
             expectInvalid("ftkv_progress=\(v)") { _ = try parse(["ftkv_progress": v]) }
         }

@@ -6,6 +6,7 @@
 # then continued, and must report that it was excluded.
 #
 #   tests/kill/online.sh BINARY NRANKS VICTIM [REPLICAS] [MAX_DELAY_MS]
+# VICTIM is one rank or a comma-separated list, killed at the same moment (kill -9 of all).
 # Prints one summary line: "online: N ranks, victim V killed after D ms: PASS|FAIL ...".
 set -u
 bin="$1" n="$2" victim="$3" replicas="${4:-2}" max_delay="${5:-1500}"
@@ -18,24 +19,35 @@ delay="${DELAY_MS:-$(( (RANDOM * 32768 + RANDOM) % (max_delay + 1) ))}"
 # Open MPI 4.1's MPI_Finalize runtime barrier can hang on a dead member: skipped (see run-all.sh).
 stopped="${STOPPED:-0}"
 OMPI_MCA_async_mpi_finalize=1 ONLINE_VICTIM="$victim" ONLINE_REPLICAS="$replicas" ONLINE_DIR="$dir" ONLINE_STOPPED="$stopped" \
-    ftkv_mpirun "$n" "${JOB_TIMEOUT:-120}" --enable-recovery -x ONLINE_VICTIM -x ONLINE_REPLICAS -x ONLINE_DIR -x ONLINE_STEPS -x ONLINE_STOPPED \
+    ONLINE_RANKS_PER_NODE="${ONLINE_RANKS_PER_NODE:-0}" ONLINE_STEPS="${ONLINE_STEPS:-40}" \
+    ftkv_mpirun "$n" "${JOB_TIMEOUT:-120}" --enable-recovery -x ONLINE_VICTIM -x ONLINE_REPLICAS -x ONLINE_DIR -x ONLINE_STEPS \
+    -x ONLINE_STOPPED -x ONLINE_RANKS_PER_NODE \
     "$bin" >"$out" 2>&1 &
 job=$!
-# The victim's PID, once it has opened... (it writes the file before kv_open).
-for _ in $(seq 1 600); do
-    [ -s "$dir/pid.$victim" ] && break
-    sleep 0.05
+IFS=, read -r -a victims <<<"$victim"
+is_victim() { local v; for v in "${victims[@]}"; do [ "$v" -eq "$1" ] && return 0; done; return 1; }
+# The victims' PIDs, once they are written (before kv_open).
+pids=()
+for v in "${victims[@]}"; do
+    for _ in $(seq 1 600); do
+        [ -s "$dir/pid.$v" ] && break
+        sleep 0.05
+    done
+    p="$(cat "$dir/pid.$v" 2>/dev/null || true)"
+    [ -n "$p" ] && pids+=("$p")
 done
-pid="$(cat "$dir/pid.$victim" 2>/dev/null || true)"
-if [ -n "$pid" ]; then
+pid="${pids[*]}"
+if [ "${#pids[@]}" -eq "${#victims[@]}" ]; then
     sleep "$(awk -v d="$delay" 'BEGIN { printf "%.3f", d / 1000 }')"
     if [ "$stopped" = 1 ]; then
-        kill -STOP "$pid" 2>/dev/null || true
+        kill -STOP "${pids[@]}" 2>/dev/null || true
         sleep "${STOP_S:-3}"
-        kill -CONT "$pid" 2>/dev/null || true
+        kill -CONT "${pids[@]}" 2>/dev/null || true
     else
-        kill -9 "$pid" 2>/dev/null || true
+        kill -9 "${pids[@]}" 2>/dev/null || true
     fi
+else
+    pid=""
 fi
 wait "$job"
 rc=$?
@@ -43,17 +55,21 @@ ok=1
 why=""
 [ -n "$pid" ] || { ok=0; why+=" the victim never started;"; }
 for ((s = 0; s < n; s++)); do
-    [ "$s" -eq "$victim" ] && continue
+    is_victim "$s" && continue
     grep -q "^online: rank $s PASS" "$out" || { ok=0; why+=" survivor $s did not pass;"; }
 done
 grep -qE 'rank [0-9]+ FAIL' "$out" && { ok=0; why+=" FAIL lines;"; }
 [ "$rc" -eq 0 ] || { ok=0; why+=" mpirun exited with $rc;"; }
 if [ "$stopped" = 1 ]; then
-    grep -q "^online: rank $victim excluded after being stopped" "$out" || { ok=0; why+=" the stopped victim did not find itself excluded;"; }
+    for v in "${victims[@]}"; do
+        grep -q "^online: rank $v excluded after being stopped" "$out" || { ok=0; why+=" stopped victim $v did not find itself excluded;"; }
+    done
 fi
 how=killed
 [ "$stopped" = 1 ] && how="stopped ${STOP_S:-3} s"
-summary="$(grep -m1 "^online: rank $(( victim == 0 ? 1 : 0 )) view change" "$out" | sed 's/^online: //')"
+first_survivor=0
+while is_victim "$first_survivor"; do first_survivor=$((first_survivor + 1)); done
+summary="$(grep -m1 "^online: rank $first_survivor view change" "$out" | sed 's/^online: //')"
 if [ "$ok" -eq 1 ]; then
     echo "online: $n ranks, $replicas copies, victim $victim $how after $delay ms: PASS ($summary)"
 else

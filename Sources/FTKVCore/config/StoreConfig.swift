@@ -50,9 +50,13 @@ public struct StoreConfig: Sendable, Equatable {
     public var heartbeatSeconds = 0.1
     /// Seconds of silence after which a watched rank is suspected of having failed.
     public var suspectAfterSeconds = 0.8
+    /// What a failed member does to the job: the survivors carry on (view change), or the job
+    /// is ended at once (a bulk-synchronous code whose own exchanges would hang on the dead).
+    public var abortOnFailure = false
 
     public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node",
-                              "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir", "ftkv_heartbeat", "ftkv_suspect_after"]
+                              "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir", "ftkv_heartbeat", "ftkv_suspect_after",
+                              "ftkv_on_failure"]
 
     public init() {}
 
@@ -128,6 +132,13 @@ public struct StoreConfig: Sendable, Equatable {
                 throw KVFailure(.invalid, "\(source) = '\(text)': expected seconds > 0")
             }
             config.suspectAfterSeconds = t
+        }
+        if let (text, source) = value("ftkv_on_failure") {
+            switch text.trimmingSpaces.lowercased() {
+            case "continue": config.abortOnFailure = false
+            case "abort": config.abortOnFailure = true
+            default: throw KVFailure(.invalid, "\(source) = '\(text)': expected continue or abort")
+            }
         }
         if config.heartbeatSeconds > 0 && config.suspectAfterSeconds < 3 * config.heartbeatSeconds {
             throw KVFailure(.invalid, "ftkv_suspect_after (\(config.suspectAfterSeconds) s) must be at least 3 heartbeats (ftkv_heartbeat = \(config.heartbeatSeconds) s)")

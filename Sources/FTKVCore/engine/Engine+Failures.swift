@@ -40,13 +40,17 @@ extension Engine {
             let who = Int32(h.argument)
             // About this rank itself: another gave up on it (it was stopped or starved past the
             // suspicion time); excluding it is the view change's work, ignored until then.
-            if who != rank { declareFailed(who, announce: false) }
+            if who != rank {
+                declareFailed(who, announce: false)
+                abortJobIfAsked(because: who)
+            }
         default:
             transport.noteDropped()
         }
     }
 
     /// Records `who` as failed; the rank that suspected it tells every other live member.
+    /// With ftkv_on_failure=abort, the announcement goes out and then the job is ended.
     func declareFailed(_ who: Int32, announce: Bool) {
         guard who != rank, who >= 0, who < transport.idLimit, failedRanks.insert(who).inserted else { return }
         heartbeatSender?.setDestination(heartbeats.successor(failed: failedRanks).flatMap(transport.commRank(of:)) ?? -1)
@@ -54,6 +58,17 @@ extension Engine {
         for other in view.members where other != rank && other != who && !failedRanks.contains(other) {
             try? transport.sendNotice(.failed, argument: UInt64(who), to: other)
         }
+        abortJobIfAsked(because: who)
+    }
+
+    /// ftkv_on_failure=abort: ends the whole job (MPI_Abort on MPI_COMM_WORLD), naming the dead
+    /// rank, so that a batch script can restart it from its last commit. Called on the rank that
+    /// detected the failure, after it told the others (who end it too if this rank is slow to).
+    func abortJobIfAsked(because who: Int32) {
+        guard config.abortOnFailure, view.contains(who) else { return }
+        fputs("ftkv: store '\(name)': rank \(who) failed (no heartbeat for \(config.suspectAfterSeconds) s); "
+              + "ftkv_on_failure=abort: ending the job (rank \(rank) calls MPI_Abort)\n", stderr)
+        Collectives.abortJob(code: 75)
     }
 
     /// The first replica of a key that has not failed (nil: all have).

@@ -1,4 +1,5 @@
 import CMPI
+import Glibc
 
 /// Every MPI call the engine makes besides point-to-point traffic (Transport): communicator
 /// creation and release, nonblocking collectives with deadlines, the thread level, MPI_Info
@@ -243,6 +244,14 @@ enum Collectives {
             KVFailure(.timedOut, "\(what) did not complete within \(seconds) s: are all ranks calling kv_open?")
         }
         request = r.handle
+    }
+
+    /// Ends the whole job (ftkv_on_failure=abort). Never returns. (Under `mpirun
+    /// --enable-recovery`, Open MPI 4.1's mpirun still exits 0 afterwards, as it does when ranks
+    /// exit non-zero themselves: measured.)
+    static func abortJob(code: Int32) -> Never {
+        MPI_Abort(cmpi_comm_world(), code)
+        exit(code)
     }
 
     // MARK: MPI_Finalize
