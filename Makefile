@@ -4,7 +4,8 @@
 #   make install PREFIX=/opt/ftkv install lib/, bin/, include/, lib/pkgconfig/, share/ftkv/fortran/
 #   make test                     every test; ends with "N passed, M failed"
 #   make demo                     install deps if missing, build, run the checkpoint/restart demo
-#   make bench                    ftkv bench and ftkv bench-commit under mpirun with 2 and 4 ranks
+#   make bench                    ftkv bench and ftkv bench-commit under mpirun with 2 and 4 ranks,
+#                                 ftkv bench-recovery (a rank killed) with 4
 #   make clean
 
 SHELL := /bin/bash
@@ -78,7 +79,8 @@ bench: stage
 	  echo "== ftkv bench, 2 ranks" && ftkv_mpirun 2 900 $(STAGE)/bin/ftkv bench && \
 	  echo "== ftkv bench, 4 ranks" && ftkv_mpirun 4 900 $(STAGE)/bin/ftkv bench && \
 	  echo "== ftkv bench-commit, 2 ranks" && ftkv_mpirun 2 900 $(STAGE)/bin/ftkv bench-commit --dir build/bench-data && \
-	  echo "== ftkv bench-commit, 4 ranks" && ftkv_mpirun 4 900 $(STAGE)/bin/ftkv bench-commit --dir build/bench-data
+	  echo "== ftkv bench-commit, 4 ranks" && ftkv_mpirun 4 900 $(STAGE)/bin/ftkv bench-commit --dir build/bench-data && \
+	  echo "== ftkv bench-recovery, 4 ranks (one killed)" && OMPI_MCA_async_mpi_finalize=1 ftkv_mpirun 4 900 --enable-recovery $(STAGE)/bin/ftkv bench-recovery
 
 clean:
 	rm -rf .build $(RELEASE_BUILD) $(INSTALL_BUILD) build

@@ -267,6 +267,9 @@ int kv_locate(kv_store *kv, const void *key, size_t keylen, int *ranks, int maxr
 #define KV_STAT_VERSION         12 /* the version last committed, or loaded by kv_open (0: none) */
 #define KV_STAT_REPAIRED_FILES  13 /* data files kv_open found missing or damaged and loaded from
                                        replicas instead */
+#define KV_STAT_RECOVERY_MICROS 14 /* the last view change on this rank: microseconds from the
+                                       decision to the store usable again (shrink + re-replication) */
+#define KV_STAT_RECOVERY_BYTES  15 /* key+value bytes this rank sent in it to restore copies */
 
 /*
  * kv_stat - read one statistic (KV_STAT_*) of this rank.              LOCAL.

@@ -8,6 +8,11 @@ public struct KVError: Error, Equatable, CustomStringConvertible {
     public enum Code: Int32, Sendable {
         case notFound = -1, tooSmall = -2, invalid = -3, misuse = -4, noMemory = -5
         case io = -6, mpi = -7, timedOut = -8, `internal` = -9, remote = -10
+        /// Every stored copy of some committed data is missing or damaged (open).
+        case dataLoss = -11
+        /// Ranks failed and the store moved to a view without them (the call did not complete:
+        /// retry it), or every holder of a key failed. See include/ftkv.h, "Failures".
+        case procFailed = -12
     }
     public let code: Code
     public let message: String
@@ -142,6 +147,13 @@ public final class KVStore {
     }
 
     public func stat(_ what: StatKind) throws -> UInt64 { try call { try engine.stat(what) } }
+
+    /// Ranks (of the communicator given at open) known to have failed, ascending (kv_failed).
+    public func failed() throws -> [Int32] { try call { try engine.failed() } }
+
+    /// The live members' communicator (kv_comm): the one given at open until a member fails,
+    /// then the survivors'. Owned by the store; valid until close.
+    public func communicator() throws -> Communicator { try call { Communicator(try engine.communicator()) } }
 }
 
 @_exported import enum FTKVCore.GetOutcome

@@ -12,6 +12,9 @@ usage: ftkv <command> [options]
   bench [--keys N] [--gets N]   benchmark the store under mpirun (e.g. mpirun -n 2 ftkv bench)
   bench-commit [--mib N] [--value-kib K] [--dir DIR] [--keep | --load-only]
                                 kv_commit and restart-load bandwidth beside write+fsync (mpirun)
+  bench-recovery [--mib N] [--value-kib K]
+                                a rank killed: detection, shrink and re-replication times and
+                                throughput beside MPI bandwidth (mpirun --enable-recovery, 3+ ranks)
   version                       print the library version
 DIR is an ftkv_dir (FTKV_DIR) or one store's directory in it; give one per node for node-local
 directories.
@@ -25,6 +28,8 @@ case "verify":
     exit(Verify.run(arguments: Array(args.dropFirst())))
 case "bench-commit":
     exit(CommitBench.run(arguments: Array(args.dropFirst())))
+case "bench-recovery":
+    exit(RecoveryBench.run(arguments: Array(args.dropFirst())))
 case "bench":
     exit(Bench.run(arguments: Array(args.dropFirst())))
 case "version", "--version":

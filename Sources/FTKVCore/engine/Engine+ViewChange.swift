@@ -136,6 +136,7 @@ extension Engine {
         //    re-replication nobody knows who holds what: every holder sends).
         let everyHolder = !replicasComplete
         replicasComplete = false
+        lastRecoveryBytes = 0
         let failed = failedRanks
         let me = rank
         let passes = 8
@@ -153,12 +154,24 @@ extension Engine {
                                             tombstone: rec.isTombstone, onlyIfNewer: false)
                 }
             }
-            let refused = try flush(count: outgoing.count, records: outgoing.forEach) { hash, dests in
+            let newPlacement = placement
+            func targets(_ hash: UInt64, _ dests: inout [Int32]) {
                 let held = oldPlacement.withReplicas(ofHash: hash) { set in set.filter { !failed.contains($0) } }
-                self.placement.withReplicas(ofHash: hash) { set in
+                newPlacement.withReplicas(ofHash: hash) { set in
                     for d in set where d != me && (everyHolder || !held.contains(d)) { dests.append(d) }
                 }
             }
+            var sent: UInt64 = 0
+            var counted: [Int32] = []
+            let refused = try flush(count: outgoing.count, records: { emit in
+                try outgoing.forEach { rec in
+                    counted.removeAll(keepingCapacity: true)
+                    targets(rec.hash, &counted)
+                    sent &+= UInt64((rec.key.count + rec.value.count) * counted.count)
+                    try emit(rec)
+                }
+            }, destinations: targets)
+            lastRecoveryBytes &+= sent
             outgoing.removeAll()
             if let refused { throw refused }
         }

@@ -13,7 +13,7 @@ public enum GetOutcome: Equatable, Sendable {
 /// Statistics of one rank (kv_stat).
 public enum StatKind: Int32, CaseIterable, Sendable {
     case rank = 1, size, replicas, nodes, localKeys, localBytes, pendingOps, progressThread, epoch, requestsServed,
-         droppedMessages, version, repairedFiles
+         droppedMessages, version, repairedFiles, recoveryMicros, recoveryBytes
 }
 
 /// One open store on one rank: the engine behind both the C and the Swift API.
@@ -112,8 +112,10 @@ public final class Engine: @unchecked Sendable {
     /// Placements of earlier views under which some keys had every replica fail: a get that
     /// finds no such key reports it lost (KV_EPROCFAILED), not absent.
     var lostPlacements: [(placement: Placement, failed: Set<Int32>)] = []
-    /// How long the last view installation took (shrink and re-replication).
+    /// How long the last view installation took (shrink and re-replication), and the key and
+    /// value bytes this rank sent to restore copies in it.
     var lastRecoveryNanos: UInt64 = 0
+    var lastRecoveryBytes: UInt64 = 0
     /// This rank's directory of committed versions (ftkv_dir/<name>).
     let checkpoints: StoreDirectory
     /// The number the next kv_commit gives its version: above every version seen in any rank's
@@ -345,6 +347,8 @@ public final class Engine: @unchecked Sendable {
             case .droppedMessages: return transport.droppedMessages
             case .version: return lastVersion
             case .repairedFiles: return UInt64(repairedFiles)
+            case .recoveryMicros: return lastRecoveryNanos / 1000
+            case .recoveryBytes: return lastRecoveryBytes
             }
         }
     }
