@@ -30,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 #include "ftkv.h"
+#include "view_change.h"
 
 #define KEYS 64
 #define TIMEOUT_S 3.0
@@ -58,23 +59,6 @@ static size_t fill(unsigned char *buf, int w, int i) {
 static long env_long(const char *name, long dflt) {
     const char *v = getenv(name);
     return v && *v ? strtol(v, NULL, 10) : dflt;
-}
-
-/* The view change is reported once, by whichever call comes first (KV_EPROCFAILED with the epoch
- * moved on): count it, and retry the call, as the header says an application does. */
-static uint64_t seen_epoch;
-static int reports;
-
-static int view_changed(kv_store *kv) {
-    uint64_t e = 0;
-    int rc = kv_stat(kv, KV_STAT_EPOCH, &e);
-    /* kv_stat itself may be the first call after the change (the first call only failed for a
-     * key every holder of which died): the epoch comparison counts the change either way. */
-    if (rc == KV_EPROCFAILED) rc = kv_stat(kv, KV_STAT_EPOCH, &e);
-    if (rc != KV_OK || e == seen_epoch) return 0;
-    seen_epoch = e;
-    reports++;
-    return 1;
 }
 
 static int get_retrying(kv_store *kv, const char *key, void *buf, size_t bufsize, size_t *got) {

@@ -31,12 +31,12 @@
 #include <time.h>
 #include <unistd.h>
 #include "ftkv.h"
+#include "view_change.h"
 
 #define KEYS 100
 #define MAX_STEPS 400
 
-static int rank, size, failures, reports, step, change_step = -1;
-static uint64_t seen_epoch;
+static int rank, size, failures, step, change_step = -1;
 
 static int stopped_mode, victim, nvictims;
 static char victims[1024]; /* victims[w]: rank w is killed (ONLINE_VICTIM: one rank or a list) */
@@ -79,19 +79,6 @@ static void excluded_exit(kv_store **kv, int rc) {
 static long env_long(const char *name, long dflt) {
     const char *v = getenv(name);
     return v && *v ? strtol(v, NULL, 10) : dflt;
-}
-
-/* KV_EPROCFAILED with the epoch moved on is the view change's one report: count it (kv_stat may
- * itself be the reporting call). Returns whether the caller should retry. */
-static int view_changed(kv_store *kv) {
-    uint64_t e = 0;
-    int rc = kv_stat(kv, KV_STAT_EPOCH, &e);
-    if (rc == KV_EPROCFAILED) rc = kv_stat(kv, KV_STAT_EPOCH, &e);
-    if (rc != KV_OK || e == seen_epoch) return 0;
-    seen_epoch = e;
-    reports++;
-    if (change_step < 0) change_step = step;
-    return 1;
 }
 
 /* Retried after each view change it reports (two failures can make two view changes). */
@@ -190,6 +177,7 @@ int main(int argc, char **argv) {
         acked[s] = 1;
         fully[s] = seen_epoch == 0 && before == 0;
         if (seen_epoch != before) changed_at = now() - t0;
+        if (reports && change_step < 0) change_step = s;
         /* The next writer's keys of this step. */
         int w = (rank + 1) % size;
         if (!victims[w] || fully[s]) {
