@@ -31,15 +31,9 @@ struct CommitBench {
             }
             i += 1
         }
-        _ = MPIEnvironment.initialize(threadLevel: .multiple)
-        defer { MPIEnvironment.finalize() }
-        let bench = CommitBench(bytesPerRank: mib << 20, valueBytes: valueKiB << 10, dir: dir, flushDir: flushDir)
-        do {
+        return runUnderMPI("bench-commit") {
+            let bench = CommitBench(bytesPerRank: mib << 20, valueBytes: valueKiB << 10, dir: dir, flushDir: flushDir)
             if loadOnly { try bench.load() } else { try bench.run(keep: keep) }
-            return 0
-        } catch {
-            FileHandle.standardError("ftkv bench-commit: rank \(MPIEnvironment.rank): \(error)")
-            return 1
         }
     }
 

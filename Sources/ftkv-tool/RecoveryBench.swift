@@ -29,18 +29,9 @@ struct RecoveryBench {
             }
             i += 1
         }
-        _ = MPIEnvironment.initialize(threadLevel: .multiple)
-        defer { MPIEnvironment.finalize() }
-        guard MPIEnvironment.size >= 3 else {
-            if MPIEnvironment.rank == 0 { FileHandle.standardError("ftkv bench-recovery: needs 3 or more ranks (mpirun --enable-recovery)") }
-            return 2
-        }
-        do {
+        return runUnderMPI("bench-recovery") {
+            guard MPIEnvironment.size >= 3 else { throw ToolError("needs 3 or more ranks (mpirun --enable-recovery)") }
             try RecoveryBench(bytesPerRank: mib << 20, valueBytes: valueKiB << 10, options: options).run()
-            return 0
-        } catch {
-            FileHandle.standardError("ftkv bench-recovery: rank \(MPIEnvironment.rank): \(error)")
-            return 1
         }
     }
 

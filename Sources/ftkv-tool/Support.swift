@@ -1,3 +1,4 @@
+import FTKV
 import FTKVCore
 import Glibc
 
@@ -8,6 +9,26 @@ enum FTKVVersionText {
 enum FileHandle {
     static func standardError(_ text: String) {
         fputs(text + "\n", stderr)
+    }
+}
+
+/// A failure of the tool itself (bad usage), printed as its text.
+struct ToolError: Error, CustomStringConvertible {
+    let description: String
+    init(_ text: String) { description = text }
+}
+
+/// Runs a benchmark's body with MPI initialised (MPI_THREAD_MULTIPLE) and finalised after it:
+/// 0 on success, 1 with the error on stderr.
+func runUnderMPI(_ command: String, _ body: () throws -> Void) -> Int32 {
+    _ = MPIEnvironment.initialize(threadLevel: .multiple)
+    defer { MPIEnvironment.finalize() }
+    do {
+        try body()
+        return 0
+    } catch {
+        FileHandle.standardError("ftkv \(command): rank \(MPIEnvironment.rank): \(error)")
+        return 1
     }
 }
 
