@@ -227,6 +227,9 @@ online_recovery() {
     # simultaneous failures with 3 copies.
     ONLINE_STEPS=120 ONLINE_RANKS_PER_NODE=2 bash tests/kill/online.sh "$bin" 6 2,3 2 700 || ok=0
     ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 5 1,3 3 700 || ok=0
+    # Sequential failures down to a single survivor (the first victim is rank 0, the coordinator),
+    # each view change and re-replication done before the next kill.
+    KILL_GAP_MS=1500 ONLINE_STEPS=400 bash tests/kill/online.sh "$bin" 4 0,3,1 2 500 || ok=0
     [ "$ok" -eq 1 ]
 }
 
@@ -330,7 +333,7 @@ run_step "exports: debug .build/debug/libftkv.so == ftkv.h functions" exports_de
 run_step "MPI suite: tests/run-mpi.sh" mpi_suite
 run_step "kill: a rank SIGKILLed under --enable-recovery (1-3 copies, first/middle/last victim): failover, view change, re-replication, every copy counted" kill_rank
 run_step "ftkv_on_failure=abort: a rank dies while the others wait in their own MPI_Barrier; the library ends the job, naming it" abort_policy
-run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies), every acknowledged key byte for byte" online_recovery
+run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies, one by one down to one survivor), every acknowledged key byte for byte" online_recovery
 run_step "restart: kv_commit, job killed, restart on 1-6 ranks; lost directories, damaged files, deaths in kv_commit, full disk" restart_scenarios
 run_step "examples-c: build with pkg-config" examples_build
 run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello

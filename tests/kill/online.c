@@ -11,7 +11,8 @@
  *  - reads the step's keys of the next rank, byte for byte (the victim's only while they are known
  *    to be acknowledged);
  * ONLINE_VICTIM may list several ranks, killed at the same moment (a node: ONLINE_RANKS_PER_NODE
- * groups ranks into nodes; or two failures with 3 copies).
+ * groups ranks into nodes; or two failures with 3 copies) or one by one (online.sh KILL_GAP_MS,
+ * down to a single survivor).
  * The victim never finishes: after its steps it waits to be killed. With ONLINE_STOPPED=1 the
  * victim is stopped (SIGSTOP) past the suspicion time instead, then continued: it must find itself
  * excluded (a call returns KV_EPROCFAILED and kv_errmsg says so), print "online: rank N excluded"

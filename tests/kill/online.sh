@@ -6,7 +6,9 @@
 # then continued, and must report that it was excluded.
 #
 #   tests/kill/online.sh BINARY NRANKS VICTIM [REPLICAS] [MAX_DELAY_MS]
-# VICTIM is one rank or a comma-separated list, killed at the same moment (kill -9 of all).
+# VICTIM is one rank or a comma-separated list, killed at the same moment (kill -9 of all), or one
+# after the other with KILL_GAP_MS between kills (each view change and re-replication done by
+# the next: sequential failures, down to a single survivor).
 # Prints one summary line: "online: N ranks, victim V killed after D ms: PASS|FAIL ...".
 set -u
 bin="$1" n="$2" victim="$3" replicas="${4:-2}" max_delay="${5:-1500}"
@@ -43,6 +45,11 @@ if [ "${#pids[@]}" -eq "${#victims[@]}" ]; then
         kill -STOP "${pids[@]}" 2>/dev/null || true
         sleep "${STOP_S:-3}"
         kill -CONT "${pids[@]}" 2>/dev/null || true
+    elif [ -n "${KILL_GAP_MS:-}" ]; then
+        for p in "${pids[@]}"; do
+            kill -9 "$p" 2>/dev/null || true
+            sleep "$(awk -v d="$KILL_GAP_MS" 'BEGIN { printf "%.3f", d / 1000 }')"
+        done
     else
         kill -9 "${pids[@]}" 2>/dev/null || true
     fi
@@ -66,6 +73,7 @@ if [ "$stopped" = 1 ]; then
     done
 fi
 how=killed
+[ -n "${KILL_GAP_MS:-}" ] && how="killed one by one, ${KILL_GAP_MS} ms apart,"
 [ "$stopped" = 1 ] && how="stopped ${STOP_S:-3} s"
 first_survivor=0
 while is_victim "$first_survivor"; do first_survivor=$((first_survivor + 1)); done
