@@ -219,7 +219,8 @@ online_recovery() {
     # Enough steps that a kill within the delay lands mid-workload (a release build runs about
     # 100 steps a second on 4 ranks here, 30 on 8).
     ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 0 2 1200 || ok=0
-    ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 2 2 1200 || ok=0
+    # This one also commits after the view change and restarts that version on 3 ranks.
+    ONLINE_COMMIT=1 ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 2 2 1200 || ok=0
     ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 3 2 1200 || ok=0
     ONLINE_STEPS=80 bash tests/kill/online.sh "$bin" 8 5 2 1500 || ok=0
     ONLINE_STEPS=200 STOPPED=1 bash tests/kill/online.sh "$bin" 4 1 2 800 || ok=0

@@ -10,6 +10,9 @@
  *  - kv_fence, retried after KV_EPROCFAILED (the documented protocol);
  *  - reads the step's keys of the next rank, byte for byte (the victim's only while they are known
  *    to be acknowledged);
+ * With ONLINE_COMMIT=1 the survivors then kv_commit what the shrunk store holds (with the record
+ * of what was acknowledged), and online.sh restarts it on another number of ranks
+ * (ONLINE_VERIFY=1), which checks all of it again: a commit after a view change restarts right.
  * ONLINE_VICTIM may list several ranks, killed at the same moment (a node: ONLINE_RANKS_PER_NODE
  * groups ranks into nodes; or two failures with 3 copies) or one by one (online.sh KILL_GAP_MS,
  * down to a single survivor).
@@ -37,7 +40,7 @@
 #define KEYS 100
 #define MAX_STEPS 400
 
-static int rank, size, failures, step, change_step = -1;
+static int rank, size, world_size, failures, step, change_step = -1;
 
 static int stopped_mode, victim, nvictims;
 static char victims[1024]; /* victims[w]: rank w is killed (ONLINE_VICTIM: one rank or a list) */
@@ -100,11 +103,87 @@ static void expect_gone(kv_store *kv, const char *key) {
     if (rc != KV_ENOTFOUND) fail("kv_get of a deleted key", key, rc, kv);
 }
 
+/* The survivors' keys of every step, and the victims' of the steps acknowledged before the
+ * first view change (fully[s]), byte for byte; deleted keys gone. Returns the keys checked. */
+static int check_all(kv_store *kv, int steps, const char *fully, const char *acked) {
+    char key[96];
+    int checked = 0;
+    for (int s = 0; s < steps; s++) {
+        for (int w = 0; w < size; w++) {
+            int known = victims[w] ? fully[s] : acked[s];
+            if (!known) continue;
+            for (int i = 0; i < KEYS; i++) {
+                snprintf(key, sizeof key, "s%d/r%d/%d", s, w, i);
+                /* Deleted two steps later if that step is acknowledged; maybe, if the victim's
+                 * step was not (it may have reached some replicas). */
+                int deleted = i % 2 && s + 2 < steps && (victims[w] ? fully[s + 2] : acked[s + 2]);
+                int maybe = i % 2 && s + 2 < steps && victims[w] && !fully[s + 2];
+                if (maybe) continue;
+                if (deleted) expect_gone(kv, key);
+                else expect_value(kv, key, s, w, i);
+                checked++;
+            }
+        }
+    }
+    for (int w = 0; w < size; w++) {
+        if (victims[w]) continue;
+        for (int i = 0; i < KEYS; i++) {
+            snprintf(key, sizeof key, "cur/r%d/%d", w, i);
+            expect_value(kv, key, steps - 1, w, i);
+        }
+    }
+    return checked;
+}
+
+static int first_survivor(void) {
+    int r = 0;
+    while (r < size && victims[r]) r++;
+    return r;
+}
+
+/* ONLINE_VERIFY=1: a restarted job (any number of ranks) loads the version the survivors
+ * committed and checks all of it. */
+static int verify_restart(void) {
+    kv_store *kv = NULL;
+    int rc = kv_open(MPI_COMM_WORLD, "online", MPI_INFO_NULL, &kv);
+    if (rc != KV_OK) { fail("kv_open of the committed store", "", rc, NULL); return 1; }
+    int64_t meta[2] = {0, 0};
+    size_t len = 0;
+    static char fully[MAX_STEPS], acked[MAX_STEPS];
+    if ((rc = kv_get(kv, "meta/run", 8, meta, sizeof meta, &len)) != KV_OK || len != sizeof meta || meta[0] < 3 ||
+        meta[0] > MAX_STEPS || meta[1] < 3 || meta[1] > 1024) {
+        fail("kv_get meta/run", "", rc, kv);
+        return 1;
+    }
+    int steps = (int)meta[0];
+    int my_rank = rank;
+    size = (int)meta[1]; /* the writers: the first job's ranks */
+    if ((rc = kv_get(kv, "meta/fully", 10, fully, sizeof fully, &len)) != KV_OK || len != (size_t)steps) fail("kv_get meta/fully", "", rc, kv);
+    if ((rc = kv_get(kv, "meta/victims", 12, victims, sizeof victims, &len)) != KV_OK || len != (size_t)size) fail("kv_get meta/victims", "", rc, kv);
+    memset(acked, 1, sizeof acked); /* every survivor completed every step before committing */
+    int checked = failures ? 0 : check_all(kv, steps, fully, acked), total = 0;
+    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    rc = kv_close(&kv);
+    if (rc != KV_OK) fail("kv_close", "", rc, NULL);
+    if (my_rank == 0)
+        printf("online: verify: a restart on %d ranks of the version committed by the survivors: %d keys checked by rank 0, "
+               "%d failures\n", world_size, checked, total);
+    if (failures == 0 && total == 0 && my_rank == 0) printf("online: verify PASS\n");
+    return failures != 0 || total != 0;
+}
+
 int main(int argc, char **argv) {
     int provided;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
+    world_size = size;
+    if (env_long("ONLINE_VERIFY", 0)) {
+        int bad = verify_restart();
+        fflush(stdout);
+        MPI_Finalize();
+        return bad;
+    }
     /* ONLINE_VICTIM: "3" or "1,2" (killed at the same moment). */
     const char *vlist = getenv("ONLINE_VICTIM");
     char vbuf[256];
@@ -219,31 +298,22 @@ int main(int argc, char **argv) {
     }
 
     /* Everything acknowledged, from every writer. */
-    int checked = 0, last_full = -1;
-    for (int s = 0; s < steps; s++) {
+    int last_full = -1;
+    for (int s = 0; s < steps; s++)
         if (fully[s]) last_full = s;
-        for (int w = 0; w < size; w++) {
-            int known = victims[w] ? fully[s] : acked[s];
-            if (!known) continue;
-            for (int i = 0; i < KEYS; i++) {
-                snprintf(key, sizeof key, "s%d/r%d/%d", s, w, i);
-                /* Deleted two steps later if that step is acknowledged; maybe, if the victim's
-                 * step was not (it may have reached some replicas). */
-                int deleted = i % 2 && s + 2 < steps && (victims[w] ? fully[s + 2] : acked[s + 2]);
-                int maybe = i % 2 && s + 2 < steps && victims[w] && !fully[s + 2];
-                if (maybe) continue;
-                if (deleted) expect_gone(kv, key);
-                else expect_value(kv, key, s, w, i);
-                checked++;
-            }
+    int checked = check_all(kv, steps, fully, acked);
+    /* ONLINE_COMMIT=1: the shrunk store commits what it holds; online.sh restarts it on another
+     * number of ranks (ONLINE_VERIFY=1), which must find all of it. */
+    if (getenv("ONLINE_COMMIT") && atoi(getenv("ONLINE_COMMIT"))) {
+        if (rank == first_survivor()) {
+            int64_t meta[2] = {steps, size};
+            if ((rc = kv_put(kv, "meta/run", 8, meta, sizeof meta)) != KV_OK) fail("kv_put meta/run", "", rc, kv);
+            if ((rc = kv_put(kv, "meta/fully", 10, fully, (size_t)steps)) != KV_OK) fail("kv_put meta/fully", "", rc, kv);
+            if ((rc = kv_put(kv, "meta/victims", 12, victims, (size_t)size)) != KV_OK) fail("kv_put meta/victims", "", rc, kv);
         }
-    }
-    for (int w = 0; w < size; w++) {
-        if (victims[w]) continue;
-        for (int i = 0; i < KEYS; i++) {
-            snprintf(key, sizeof key, "cur/r%d/%d", w, i);
-            expect_value(kv, key, steps - 1, w, i);
-        }
+        uint64_t version = 0;
+        if ((rc = RETRYING(kv_commit(kv, &version))) != KV_OK) fail("kv_commit after the view change", "", rc, kv);
+        else if (rank == first_survivor()) printf("online: committed version %llu on %d survivors\n", (unsigned long long)version, size - nvictims);
     }
     MPI_Comm live = MPI_COMM_NULL;
     int lsize = 0, total = 0;

@@ -20,10 +20,13 @@ delay="${DELAY_MS:-$(( (RANDOM * 32768 + RANDOM) % (max_delay + 1) ))}"
 
 # Open MPI 4.1's MPI_Finalize runtime barrier can hang on a dead member: skipped (see run-all.sh).
 stopped="${STOPPED:-0}"
+# ONLINE_COMMIT=1: the survivors commit at the end, into this job's own directory, and a second
+# job on VERIFY_RANKS ranks (default 3) restarts from it and checks everything.
+export FTKV_DIR="$dir/data" ONLINE_COMMIT="${ONLINE_COMMIT:-0}"
 OMPI_MCA_async_mpi_finalize=1 ONLINE_VICTIM="$victim" ONLINE_REPLICAS="$replicas" ONLINE_DIR="$dir" ONLINE_STOPPED="$stopped" \
     ONLINE_RANKS_PER_NODE="${ONLINE_RANKS_PER_NODE:-0}" ONLINE_STEPS="${ONLINE_STEPS:-40}" \
     ftkv_mpirun "$n" "${JOB_TIMEOUT:-120}" --enable-recovery -x ONLINE_VICTIM -x ONLINE_REPLICAS -x ONLINE_DIR -x ONLINE_STEPS \
-    -x ONLINE_STOPPED -x ONLINE_RANKS_PER_NODE \
+    -x ONLINE_STOPPED -x ONLINE_RANKS_PER_NODE -x ONLINE_COMMIT -x FTKV_DIR \
     "$bin" >"$out" 2>&1 &
 job=$!
 IFS=, read -r -a victims <<<"$victim"
@@ -72,12 +75,20 @@ if [ "$stopped" = 1 ]; then
         grep -q "^online: rank $v excluded after being stopped" "$out" || { ok=0; why+=" stopped victim $v did not find itself excluded;"; }
     done
 fi
+if [ "$ONLINE_COMMIT" = 1 ] && [ "$ok" -eq 1 ]; then
+    ONLINE_VERIFY=1 ftkv_mpirun "${VERIFY_RANKS:-3}" 120 -x ONLINE_VERIFY -x FTKV_DIR "$bin" >"$dir/verify" 2>&1
+    vrc=$?
+    cat "$dir/verify" >>"$out"
+    grep -q "^online: verify PASS" "$dir/verify" && [ "$vrc" -eq 0 ] \
+        || { ok=0; why+=" the restart from the survivors' commit did not verify (exit $vrc);"; }
+fi
 how=killed
 [ -n "${KILL_GAP_MS:-}" ] && how="killed one by one, ${KILL_GAP_MS} ms apart,"
 [ "$stopped" = 1 ] && how="stopped ${STOP_S:-3} s"
 first_survivor=0
 while is_victim "$first_survivor"; do first_survivor=$((first_survivor + 1)); done
 summary="$(grep -m1 "^online: rank $first_survivor view change" "$out" | sed 's/^online: //')"
+[ "$ONLINE_COMMIT" = 1 ] && summary+="; $(grep -m1 '^online: verify:' "$out" | sed 's/^online: //')"
 if [ "$ok" -eq 1 ]; then
     echo "online: $n ranks, $replicas copies, victim $victim $how after $delay ms: PASS ($summary)"
 else
