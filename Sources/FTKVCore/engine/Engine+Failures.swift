@@ -40,10 +40,7 @@ extension Engine {
             let who = Int32(h.argument)
             // About this rank itself: another gave up on it (it was stopped or starved past the
             // suspicion time); excluding it is the view change's work, ignored until then.
-            if who != rank {
-                declareFailed(who, announce: false)
-                abortJobIfAsked(because: who)
-            }
+            if who != rank { declareFailed(who, announce: false) }
         default:
             transport.noteDropped()
         }
@@ -54,17 +51,18 @@ extension Engine {
     func declareFailed(_ who: Int32, announce: Bool) {
         guard who != rank, who >= 0, who < transport.idLimit, failedRanks.insert(who).inserted else { return }
         heartbeatSender?.setDestination(heartbeats.successor(failed: failedRanks).flatMap(transport.commRank(of:)) ?? -1)
-        guard announce else { return }
-        for other in view.members where other != rank && other != who && !failedRanks.contains(other) {
-            try? transport.sendNotice(.failed, argument: UInt64(who), to: other)
+        if announce {
+            for other in view.members where other != rank && other != who && !failedRanks.contains(other) {
+                try? transport.sendNotice(.failed, argument: UInt64(who), to: other)
+            }
         }
         abortJobIfAsked(because: who)
     }
 
     /// ftkv_on_failure=abort: ends the whole job (MPI_Abort on MPI_COMM_WORLD), naming the dead
-    /// rank, so that a batch script can restart it from its last commit. Called on the rank that
-    /// detected the failure, after it told the others (who end it too if this rank is slow to).
-    func abortJobIfAsked(because who: Int32) {
+    /// rank, so that a batch script can restart it from its last commit. Every rank that learns
+    /// of a failure does it (the detector after telling the others), so the first one ends it.
+    private func abortJobIfAsked(because who: Int32) {
         guard config.abortOnFailure, view.contains(who) else { return }
         fputs("ftkv: store '\(name)': rank \(who) failed (no heartbeat for \(config.suspectAfterSeconds) s); "
               + "ftkv_on_failure=abort: ending the job (rank \(rank) calls MPI_Abort)\n", stderr)

@@ -111,9 +111,9 @@ extension Engine {
         survivorComms.append(comms[1])
         applicationComm = comms[1]
         // What is still in flight on the old communicator belongs to the old epoch: cancelled.
-        // The old communicator itself is kept (a collective may still be posted on it).
+        // The old communicator itself is never freed (a collective may still be posted on it):
+        // one communicator per view change.
         old.finishOutstanding(until: Deadline(seconds: 0))
-        retiredCommunicators.append(old.comm)
         let oldPlacement = placement
         let failedNow = failedRanks
         if oldPlacement.replicaSetShares().keys.contains(where: { $0.allSatisfy(failedNow.contains) }) {

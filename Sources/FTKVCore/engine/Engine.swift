@@ -107,8 +107,6 @@ public final class Engine: @unchecked Sendable {
     /// A duplicate of kv_open's communicator, the parent of every survivors' communicator: ranks
     /// in it are member ids, and nothing probes it.
     var creationComm: MPIComm?
-    /// Communicators of earlier views: never freed (a collective may still be posted on one).
-    var retiredCommunicators: [MPIComm] = []
     /// Placements of earlier views under which some keys had every replica fail: a get that
     /// finds no such key reports it lost (KV_EPROCFAILED), not absent.
     var lostPlacements: [(placement: Placement, failed: Set<Int32>)] = []

@@ -172,22 +172,12 @@ public final class RecordTable {
     @discardableResult
     public func reclaimTombstones(through fence: UInt64) -> Int {
         guard count > liveCount else { return 0 }
-        var dropped = 0
-        do {
-            try rehash(to: slotCount) { slot in
-                let h = header(atOffset: slot.offsetPlusOne - 1)
-                guard h.tombstone && h.stamp.fence <= fence else { return true }
-                dropped += 1
-                if h.changed { changesForgotten = true; changedRecords -= 1 }
-                garbageBytes += RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
-                return false
-            }
-        } catch {
-            return 0
-        }
-        count -= dropped
-        try? compactIfWorthIt()
-        return dropped
+        guard let removed = try? removeRecords(where: { slot in
+            let h = header(atOffset: slot.offsetPlusOne - 1)
+            return h.tombstone && h.stamp.fence <= fence
+        }) else { return 0 }
+        if removed.changed > 0 { changesForgotten = true }
+        return removed.count
     }
 
     /// Drops every record whose key hash `unwanted` accepts (a view change moved those keys to
@@ -195,12 +185,21 @@ public final class RecordTable {
     /// (nothing is dropped then).
     @discardableResult
     public func drop(where unwanted: (UInt64) -> Bool) throws -> Int {
-        var dropped = 0
-        var live = 0
-        var bytes = 0
-        var changed = 0
+        let removed = try removeRecords { unwanted($0.hash) }
+        guard removed.count > 0 else { return 0 }
+        // Content changed, and the next commit must not describe it as a delta of the last one.
+        changesForgotten = true
+        mutations &+= 1
+        return removed.count
+    }
+
+    /// Rebuilds the index without the records `unwanted` accepts (their arena bytes become
+    /// garbage) and keeps the counters true. Returns how many went, and how many of those were
+    /// marked changed. Throws (nothing removed) when memory for the new index is short.
+    private func removeRecords(where unwanted: (Slot) -> Bool) throws -> (count: Int, changed: Int) {
+        var dropped = 0, live = 0, bytes = 0, changed = 0
         try rehash(to: slotCount) { slot in
-            guard unwanted(slot.hash) else { return true }
+            guard unwanted(slot) else { return true }
             let h = header(atOffset: slot.offsetPlusOne - 1)
             dropped += 1
             if !h.tombstone { live += 1; bytes += h.keyLen + h.valueLen }
@@ -208,16 +207,12 @@ public final class RecordTable {
             garbageBytes += RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
             return false
         }
-        guard dropped > 0 else { return 0 }
         count -= dropped
         liveCount -= live
         liveBytes -= bytes
         changedRecords -= changed
-        // The next commit must not describe this as a delta of the last one.
-        changesForgotten = true
-        mutations &+= 1
         try? compactIfWorthIt()
-        return dropped
+        return (dropped, changed)
     }
 
     /// Forgets every record. Keeps its allocations up to 256 MiB of arena and 2^21 slots

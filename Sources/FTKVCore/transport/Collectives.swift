@@ -74,12 +74,7 @@ enum Collectives {
     /// over those ranks only, so the others (failed ones) need not take part. It has no
     /// nonblocking form and no deadline: call it only once every rank named is known to be alive
     /// and about to call it (the view change's agreement). `tag` tells concurrent creations apart.
-    static func createGroup(_ comm: MPIComm, ranks: [Int32], tag: Int32) throws -> MPIComm {
-        try createGroups(comm, ranks: ranks, tags: [tag])[0]
-    }
-
-    /// Several communicators of the same ranks at once (one per tag), created in this order by
-    /// every rank.
+    /// One communicator per tag, created in this order by every rank.
     static func createGroups(_ comm: MPIComm, ranks: [Int32], tags: [Int32]) throws -> [MPIComm] {
         var whole: MPI_Group? = nil
         try mpiCheck(MPI_Comm_group(comm, &whole), "MPI_Comm_group")
