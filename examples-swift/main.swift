@@ -29,6 +29,21 @@ do {
             failures += 1
         }
     }
+    // A shared counter, incremented by every rank with compare-and-swap: no increment is lost.
+    let increments = 50
+    for _ in 0..<increments {
+        while true {
+            let seen = try store.get("counter")
+            let next = Array(String((seen.map { Int(String(decoding: $0, as: UTF8.self))! } ?? 0) + 1).utf8)
+            if try store.compareAndSwap("counter", expected: seen, desired: next) { break }
+        }
+    }
+    try store.fence()
+    let total = try store.get("counter").map { String(decoding: $0, as: UTF8.self) }
+    if total != String(increments * size) {
+        print("rank \(rank): counter is \(total ?? "absent"), not \(increments * size)")
+        failures += 1
+    }
     do {
         try store.put("", [1])
         print("rank \(rank): an empty key was accepted")

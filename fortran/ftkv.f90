@@ -49,10 +49,10 @@ module ftkv
         KV_STAT_REQUESTS_SERVED = 10, KV_STAT_DROPPED_MESSAGES = 11, KV_STAT_VERSION = 12, &
         KV_STAT_REPAIRED_FILES = 13, KV_STAT_RECOVERY_MICROS = 14, KV_STAT_RECOVERY_BYTES = 15
 
-    public :: ftkv_open, ftkv_close, ftkv_put, ftkv_get, ftkv_del, ftkv_fence, ftkv_commit, ftkv_locate, &
-              ftkv_stat, ftkv_strerror, ftkv_errmsg, ftkv_version
-    public :: kv_open_f, kv_close, kv_put, kv_get, kv_del, kv_fence, kv_commit, kv_failed, kv_locate, kv_stat, &
-              kv_strerror, kv_errmsg, kv_version
+    public :: ftkv_open, ftkv_close, ftkv_put, ftkv_get, ftkv_del, ftkv_cas, ftkv_fence, ftkv_commit, &
+              ftkv_failed, ftkv_comm, ftkv_locate, ftkv_stat, ftkv_strerror, ftkv_errmsg, ftkv_version
+    public :: kv_open_f, kv_close, kv_put, kv_get, kv_del, kv_cas, kv_fence, kv_commit, kv_failed, kv_comm_f, &
+              kv_locate, kv_stat, kv_strerror, kv_errmsg, kv_version
 
     ! The C functions. MPI_Fint is a default INTEGER, which is c_int with gfortran and Open MPI.
     interface
@@ -95,6 +95,25 @@ module ftkv
             character(kind=c_char), dimension(*), intent(in) :: key
             integer(c_size_t), value :: keylen
         end function kv_del
+
+        integer(c_int) function kv_cas(kv, key, keylen, expected, expectedlen, desired, desiredlen, swapped) &
+                bind(C, name="kv_cas")
+            import :: c_int, c_char, c_size_t, c_ptr
+            type(c_ptr), value :: kv
+            character(kind=c_char), dimension(*), intent(in) :: key
+            integer(c_size_t), value :: keylen
+            type(c_ptr), value :: expected
+            integer(c_size_t), value :: expectedlen
+            type(c_ptr), value :: desired
+            integer(c_size_t), value :: desiredlen
+            integer(c_int), intent(out) :: swapped
+        end function kv_cas
+
+        integer(c_int) function kv_comm_f(kv, comm) bind(C, name="kv_comm_f")
+            import :: c_int, c_ptr
+            type(c_ptr), value :: kv
+            integer(c_int), intent(out) :: comm
+        end function kv_comm_f
 
         integer(c_int) function kv_fence(kv) bind(C, name="kv_fence")
             import :: c_int, c_ptr
@@ -218,6 +237,68 @@ contains
         integer, intent(out) :: ierr
         ierr = int(kv_del(kv, key, int(len(key), c_size_t)))
     end subroutine ftkv_del
+
+    ! Compare-and-swap on key (ftkv.h, kv_cas): if its value is the string `expected`, make it
+    ! `desired`; swapped tells whether it did. Omit expected to expect no value (put-if-absent),
+    ! omit desired to delete the key (take). LOCAL; linearizable across ranks. For other types,
+    ! call kv_cas with c_loc of the values.
+    subroutine ftkv_cas(kv, key, swapped, ierr, expected, desired)
+        type(c_ptr), intent(in) :: kv
+        character(len=*), intent(in) :: key
+        logical, intent(out) :: swapped
+        integer, intent(out) :: ierr
+        character(len=*), target, intent(in), optional :: expected, desired
+        type(c_ptr) :: pe, pd
+        integer(c_size_t) :: ne, nd
+        integer(c_int) :: s
+        pe = c_null_ptr
+        ne = 0
+        pd = c_null_ptr
+        nd = 0
+        if (present(expected)) then
+            pe = c_loc(empty_buf)
+            ne = int(len(expected), c_size_t)
+            if (ne > 0) pe = c_loc(expected)
+        end if
+        if (present(desired)) then
+            pd = c_loc(empty_buf)
+            nd = int(len(desired), c_size_t)
+            if (nd > 0) pd = c_loc(desired)
+        end if
+        s = 0
+        ierr = int(kv_cas(kv, key, int(len(key), c_size_t), pe, ne, pd, nd, s))
+        swapped = s /= 0
+    end subroutine ftkv_cas
+
+    ! The ranks (of the communicator given to ftkv_open) known to have failed, ascending; count is
+    ! the full number (ranks may be shorter). LOCAL.
+    subroutine ftkv_failed(kv, ranks, count, ierr)
+        type(c_ptr), intent(in) :: kv
+        integer(c_int), dimension(:), intent(out) :: ranks
+        integer, intent(out) :: count
+        integer, intent(out) :: ierr
+        integer(c_int) :: n
+        integer(c_int) :: dummy(1)
+        n = 0
+        if (size(ranks) > 0) then
+            ierr = int(kv_failed(kv, ranks, int(size(ranks), c_int), n))
+        else
+            ierr = int(kv_failed(kv, dummy, 0_c_int, n))
+        end if
+        count = int(n)
+    end subroutine ftkv_failed
+
+    ! The live members' communicator (a `use mpi` handle): the one given to ftkv_open until a
+    ! member fails, then the survivors' (owned by the store: do not free it). LOCAL.
+    subroutine ftkv_comm(kv, comm, ierr)
+        type(c_ptr), intent(in) :: kv
+        integer, intent(out) :: comm
+        integer, intent(out) :: ierr
+        integer(c_int) :: c
+        c = 0
+        ierr = int(kv_comm_f(kv, c))
+        comm = int(c)
+    end subroutine ftkv_comm
 
     subroutine ftkv_put_bytes(kv, key, value, nbytes, ierr)
         type(c_ptr), intent(in) :: kv

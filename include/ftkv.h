@@ -149,6 +149,30 @@ int kv_get(kv_store *kv, const void *key, size_t keylen, void *buf, size_t bufsi
 int kv_del(kv_store *kv, const void *key, size_t keylen);
 
 /*
+ * kv_cas - compare-and-swap: if key's value is `expected`, make it `desired`.   LOCAL.
+ * expected == NULL (expectedlen 0) expects the key to have no value (never put, or deleted):
+ * put-if-absent. desired == NULL (desiredlen 0) deletes the key: take. An empty value (a non-NULL
+ * pointer, length 0) is a value, not its absence. *swapped = 1 if the swap happened, else 0 (the
+ * key held another value; read it with kv_get and retry).
+ * Linearizable across ranks, under either ftkv_consistency: the key's primary replica decides
+ * every kv_cas of the key in one order, and answers only after every replica applied the swap,
+ * so a swap takes effect at once on all of them and survives the primary's failure. A kv_get
+ * that begins after a kv_cas returned sees its value (or a later one); one concurrent with it
+ * may see the value before or after. Use kv_cas for every write of a key it coordinates: a
+ * kv_put of such a key takes part only from the fence that makes it visible (with sequential
+ * consistency, once it returns).
+ * Failures: KV_EPROCFAILED (see "Failures") means the swap may or may not have taken effect:
+ * every survivor sees the same outcome after the view change, so read the key (a value that
+ * names its writer tells whether it was this rank's), then retry if needed. A key whose every
+ * replica failed gives KV_EPROCFAILED until a kv_put writes it anew.
+ * expectedlen + desiredlen is at most KV_MAX_VALUE_LEN.
+ * Returns KV_OK, KV_EINVAL, KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT, KV_EREMOTE (the primary
+ * could not carry it out; it may have taken effect: read the key), KV_EPROCFAILED.
+ */
+int kv_cas(kv_store *kv, const void *key, size_t keylen, const void *expected, size_t expectedlen,
+           const void *desired, size_t desiredlen, int *swapped);
+
+/*
  * kv_fence - make every earlier kv_put/kv_del of every rank visible on every rank.   COLLECTIVE.
  * On return, all replicas of every key hold the latest value written before the fence, and this
  * rank's gets see exactly that state (plus its own later writes) until its next fence, even while
@@ -243,6 +267,9 @@ int kv_failed(kv_store *kv, int *ranks, int maxranks, int *count);
  * Returns KV_OK, KV_EINVAL (comm == NULL), KV_EMISUSE, KV_EPROCFAILED (see "Failures").
  */
 int kv_comm(kv_store *kv, MPI_Comm *comm);
+
+/* kv_comm_f - kv_comm for Fortran `use mpi` (an integer handle). Used by ftkv_comm (ftkv.f90). */
+int kv_comm_f(kv_store *kv, MPI_Fint *comm);
 
 /*
  * kv_locate - the ranks (of kv_open's communicator) that hold key, primary first.   LOCAL.

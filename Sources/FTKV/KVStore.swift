@@ -123,6 +123,20 @@ public final class KVStore {
     public func del(_ key: String) throws { try del(Array(key.utf8)) }
 
     /// Collective: every earlier put/del of every rank becomes visible on every rank.
+    /// Compare-and-swap (kv_cas): if the key's value is `expected` (nil: it has none), make it
+    /// `desired` (nil: delete it). Returns whether it did. Linearizable across ranks.
+    public func compareAndSwap(_ key: String, expected: [UInt8]?, desired: [UInt8]?) throws -> Bool {
+        try call {
+            try Array(key.utf8).withUnsafeBytes { k in
+                try Engine.withOptionalBytes(expected) { e in
+                    try Engine.withOptionalBytes(desired) { d in
+                        try engine.compareAndSwap(key: k, expected: e, desired: d)
+                    }
+                }
+            }
+        }
+    }
+
     public func fence() throws { try call { try engine.fence() } }
 
     /// Collective: a fence, then every rank's data is written durably as a new version, which a

@@ -141,6 +141,32 @@ public func kv_del(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int
     }
 }
 
+/// kv_cas's expected and desired values: NULL (with length 0) is "no value", which an empty
+/// value is not.
+private func optionalValue(_ value: UnsafeRawPointer?, _ valuelen: Int, _ what: String) throws -> UnsafeRawBufferPointer? {
+    guard let value else {
+        guard valuelen == 0 else { throw KVFailure(.invalid, "\(what) is NULL but its length is \(valuelen)") }
+        return nil
+    }
+    guard valuelen >= 0 else { throw KVFailure(.invalid, "\(what) length exceeds the limit of \(Engine.maxValueLength) bytes") }
+    return UnsafeRawBufferPointer(start: value, count: valuelen)
+}
+
+@c @implementation
+public func kv_cas(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
+                   _ expected: UnsafeRawPointer?, _ expectedlen: Int, _ desired: UnsafeRawPointer?, _ desiredlen: Int,
+                   _ swapped: UnsafeMutablePointer<Int32>?) -> Int32 {
+    swapped?.pointee = 0
+    return withEngine(kv) { engine in
+        guard let swapped else { throw KVFailure(.invalid, "swapped is NULL") }
+        let done = try engine.compareAndSwap(key: try keyBuffer(key, keylen),
+                                             expected: try optionalValue(expected, expectedlen, "expected value"),
+                                             desired: try optionalValue(desired, desiredlen, "desired value"))
+        swapped.pointee = done ? 1 : 0
+        return KVCode.ok.rawValue
+    }
+}
+
 @c @implementation
 public func kv_fence(_ kv: OpaquePointer?) -> Int32 {
     withEngine(kv) { engine in
@@ -186,6 +212,15 @@ public func kv_comm(_ kv: OpaquePointer?, _ comm: UnsafeMutablePointer<MPI_Comm?
     withEngine(kv) { engine in
         guard let comm else { throw KVFailure(.invalid, "comm is NULL") }
         comm.pointee = try engine.communicator()
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
+public func kv_comm_f(_ kv: OpaquePointer?, _ comm: UnsafeMutablePointer<Int32>?) -> Int32 {
+    withEngine(kv) { engine in
+        guard let comm else { throw KVFailure(.invalid, "comm is NULL") }
+        comm.pointee = cmpi_comm_c2f(try engine.communicator())
         return KVCode.ok.rawValue
     }
 }

@@ -25,16 +25,65 @@ private func expectMalformed(_ what: String, _ data: [UInt8], sourceLocation: So
 
 private func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
 
-private let allKinds: [Wire.Kind] = [.get, .getReply, .apply, .applyAck, .order, .heartbeat, .failed, .propose, .newView, .excluded]
-private let allStatuses: [Wire.Status] = [.ok, .notFound, .notSent, .staleEpoch, .failed]
+private let allKinds: [Wire.Kind] = [.get, .getReply, .apply, .applyAck, .order, .heartbeat, .failed, .propose, .newView, .excluded,
+                                     .swap, .swapReply]
+private let allStatuses: [Wire.Status] = [.ok, .notFound, .notSent, .staleEpoch, .failed, .lost]
 
 @Suite("Wire and OpCodec")
 struct WireTests {
     @Test("kinds and statuses are exactly the documented ones")
     func enumerations() {
-        #expect((0...255).compactMap { Wire.Kind(rawValue: UInt8($0)) }.map(\.rawValue) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
-        #expect((0...255).compactMap { Wire.Status(rawValue: UInt8($0)) }.map(\.rawValue) == [0, 1, 2, 3, 4])
+        #expect((0...255).compactMap { Wire.Kind(rawValue: UInt8($0)) }.map(\.rawValue) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+        #expect((0...255).compactMap { Wire.Status(rawValue: UInt8($0)) }.map(\.rawValue) == [0, 1, 2, 3, 4, 5])
         #expect(Wire.headerSize == 32)
+    }
+
+    @Test("notices are exactly the kinds never answered")
+    func notices() {
+        for kind in allKinds {
+            #expect(Wire.isNotice(kind) == [.heartbeat, .failed, .propose, .newView, .excluded].contains(kind))
+            if Wire.isNotice(kind) { #expect(Wire.replyKind(to: kind) == nil) }
+        }
+        #expect(Wire.replyKind(to: .swap) == .swapReply)
+    }
+
+    @Test("compare-and-swap requests round trip; absent and empty values stay distinct; bad lengths are refused")
+    func swapCodec() throws {
+        let key: [UInt8] = [1, 2, 3], value: [UInt8] = [9, 8], empty: [UInt8] = []
+        for expected in [nil, empty, value] as [[UInt8]?] {
+            for desired in [nil, empty, value] as [[UInt8]?] {
+                let data = try key.withUnsafeBytes { k in
+                    try Engine.withOptionalBytes(expected) { e in
+                        try Engine.withOptionalBytes(desired) { d in
+                            let r = SwapCodec.Request(key: k, expected: e, desired: d)
+                            let bytes = try encode { try SwapCodec.append(r, to: &$0) }
+                            #expect(bytes.count == SwapCodec.encodedSize(r))
+                            return bytes
+                        }
+                    }
+                }
+                try data.withUnsafeBytes { raw in
+                    var r = ByteReader(raw)
+                    let back = try SwapCodec.read(&r)
+                    #expect(Array(back.key) == key)
+                    #expect(back.expected.map { Array($0) } == expected)
+                    #expect(back.desired.map { Array($0) } == desired)
+                }
+            }
+        }
+        expectMalformed("unknown flags", le(UInt32(4)) + le(UInt32(1)) + le(UInt32(0)) + le(UInt32(0)) + [7]) { _ = try SwapCodec.read(&$0) }
+        expectMalformed("empty key", le(UInt32(0)) + le(UInt32(0)) + le(UInt32(0)) + le(UInt32(0))) { _ = try SwapCodec.read(&$0) }
+        expectMalformed("absent value with a length", le(UInt32(2)) + le(UInt32(1)) + le(UInt32(1)) + le(UInt32(0)) + [7, 8]) {
+            _ = try SwapCodec.read(&$0)
+        }
+        expectMalformed("lengths beyond the message", le(UInt32(3)) + le(UInt32(1)) + le(UInt32(1)) + le(UInt32(5)) + [7, 8, 9]) {
+            _ = try SwapCodec.read(&$0)
+        }
+        expectMalformed("trailing bytes", le(UInt32(3)) + le(UInt32(1)) + le(UInt32(1)) + le(UInt32(1)) + [7, 8, 9, 10]) {
+            _ = try SwapCodec.read(&$0)
+        }
+        expectMalformed("huge key", le(UInt32(0)) + le(UInt32(70_000)) + le(UInt32(0)) + le(UInt32(0))) { _ = try SwapCodec.read(&$0) }
+        expectMalformed("truncated header", le(UInt32(3)) + le(UInt32(1))) { _ = try SwapCodec.read(&$0) }
     }
 
     @Test("header round trip for every kind and status, with the documented byte layout")
@@ -75,12 +124,12 @@ struct WireTests {
             bad[i] ^= 0x20
             expectMalformed("magic byte \(i) changed", bad) { _ = try Wire.readHeader(&$0) }
         }
-        for kind: UInt8 in [0, 11, 12, 128, 255] {
+        for kind: UInt8 in [0, 13, 14, 128, 255] {
             var bad = good
             bad[4] = kind
             expectMalformed("kind \(kind)", bad) { _ = try Wire.readHeader(&$0) }
         }
-        for status: UInt8 in [5, 6, 255] {
+        for status: UInt8 in [6, 7, 255] {
             var bad = good
             bad[5] = status
             expectMalformed("status \(status)", bad) { _ = try Wire.readHeader(&$0) }

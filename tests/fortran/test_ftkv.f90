@@ -1,7 +1,7 @@
 ! test_ftkv.f90 - the ftkv Fortran module against the installed libftkv, under mpirun.
 ! Every rank puts a real(8) array under a key naming its rank, fences, then reads every rank's
 ! array and compares it bit for bit; also missing keys, short buffers, strings, integers, deletes,
-! kv_stat and error texts; then ftkv_commit and a reopen that loads the committed version back.
+! kv_stat and error texts, compare-and-swap, ftkv_comm and ftkv_failed; then ftkv_commit and a reopen that loads the committed version back.
 ! Prints PASS or FAIL on rank 0; exits non-zero on failure.
 program test_ftkv
     use, intrinsic :: iso_c_binding
@@ -128,6 +128,50 @@ program test_ftkv
     call ftkv_locate(kv, 'fortran/r8/0', holders, nh, rc)
     call check(rc, KV_OK, 'locate')
     call expect(nh >= 1 .and. nh <= nranks, 'locate reports 1..size ranks')
+    ! Compare-and-swap: every rank races to create one key; exactly one wins, and the counter
+    ! each rank then increments once reads the number of ranks.
+    block
+        logical :: swapped, won
+        integer :: winners, comm, csize, nfailed, seen
+        integer(c_int) :: dead(4)
+        character(len=16) :: cur, nxt
+        call ftkv_cas(kv, 'fortran/once', won, rc, desired='taken')
+        call check(rc, KV_OK, 'cas put-if-absent')
+        call ftkv_cas(kv, 'fortran/once', swapped, rc, expected='wrong', desired='x')
+        call check(rc, KV_OK, 'cas with a wrong expected value')
+        call expect(.not. swapped, 'a wrong expected value does not swap')
+        do
+            call ftkv_get(kv, 'fortran/counter', cur, rc, slen)
+            if (rc == KV_ENOTFOUND) then
+                seen = 0
+                call ftkv_cas(kv, 'fortran/counter', swapped, rc, desired='1')
+            else
+                call check(rc, KV_OK, 'get of the counter')
+                read (cur(1:slen), *) seen
+                write (nxt, '(i0)') seen + 1
+                call ftkv_cas(kv, 'fortran/counter', swapped, rc, expected=cur(1:slen), desired=trim(nxt))
+            end if
+            call check(rc, KV_OK, 'cas increment')
+            if (swapped .or. rc /= KV_OK) exit
+        end do
+        call ftkv_fence(kv, rc)
+        call check(rc, KV_OK, 'fence after cas')
+        winners = 0
+        if (won) winners = 1
+        call MPI_Allreduce(MPI_IN_PLACE, winners, 1, MPI_INTEGER, MPI_SUM, MPI_COMM_WORLD, ierr)
+        call expect(winners == 1, 'exactly one rank wins a put-if-absent')
+        call ftkv_get(kv, 'fortran/counter', cur, rc, slen)
+        call check(rc, KV_OK, 'get of the counter')
+        write (nxt, '(i0)') nranks
+        call expect(cur(1:slen) == trim(nxt), 'the counter reads the number of ranks')
+        call ftkv_comm(kv, comm, rc)
+        call check(rc, KV_OK, 'ftkv_comm')
+        call MPI_Comm_size(comm, csize, ierr)
+        call expect(csize == nranks, 'ftkv_comm has every rank')
+        call ftkv_failed(kv, dead, nfailed, rc)
+        call check(rc, KV_OK, 'ftkv_failed')
+        call expect(nfailed == 0, 'no rank failed')
+    end block
     msg = ftkv_strerror(KV_ENOTFOUND)
     call expect(len(msg) > 0, 'kv_strerror gives a text')
     msg = ftkv_version()

@@ -11,6 +11,9 @@ typedef int (*close_t)(kv_store **);
 typedef int (*put_t)(kv_store *, const void *, size_t, const void *, size_t);
 typedef int (*get_t)(kv_store *, const void *, size_t, void *, size_t, size_t *);
 typedef int (*del_t)(kv_store *, const void *, size_t);
+typedef int (*cas_t)(kv_store *, const void *, size_t, const void *, size_t, const void *, size_t, int *);
+typedef int (*comm_t)(kv_store *, MPI_Comm *);
+typedef int (*comm_f_t)(kv_store *, MPI_Fint *);
 typedef int (*fence_t)(kv_store *);
 typedef int (*commit_t)(kv_store *, uint64_t *);
 typedef int (*flush_status_t)(kv_store *, uint64_t, int *);
@@ -28,6 +31,9 @@ int main(void) {
     put_t d = kv_put;
     get_t e = kv_get;
     del_t f = kv_del;
+    cas_t p = kv_cas;
+    comm_t q = kv_comm;
+    comm_f_t r = kv_comm_f;
     fence_t g = kv_fence;
     commit_t m = kv_commit;
     flush_status_t n = kv_flush_status;
@@ -47,7 +53,7 @@ int main(void) {
     size_t limits[] = {KV_MAX_KEY_LEN, KV_MAX_VALUE_LEN, (size_t)KV_MAX_NAME_LEN};
     int version = FTKV_VERSION_MAJOR * 10000 + FTKV_VERSION_MINOR * 100 + FTKV_VERSION_PATCH;
     kv_store *kv = NULL;
-    int all = a && b && c && d && e && f && g && h && i && j && k && l && m && n && o && kv == NULL;
+    int all = a && b && c && d && e && f && g && h && i && j && k && l && m && n && o && p && q && r && kv == NULL;
     return all && codes[9] == -9 && codes[10] == -10 && codes[11] == -11 && codes[12] == -12 && stats[9] == 10 &&
            stats[10] == 11 && stats[11] == 12 && stats[12] == 13 && stats[13] == 14 && stats[14] == 15 && limits[0] == 65536 && version >= 0 ? 0 : 1;
 }

@@ -29,6 +29,7 @@ static inline MPI_Comm_copy_attr_function *cmpi_comm_null_copy_fn(void) { return
 /* Fortran integer handles (use mpi) to C handles, for the Fortran entry points. */
 static inline MPI_Comm cmpi_comm_f2c(MPI_Fint comm) { return MPI_Comm_f2c(comm); }
 static inline MPI_Info cmpi_info_f2c(MPI_Fint info) { return MPI_Info_f2c(info); }
+static inline MPI_Fint cmpi_comm_c2f(MPI_Comm comm) { return MPI_Comm_c2f(comm); }
 
 /* A non-inline function in cmpi.c keeps this a real C target, so SwiftPM rebuilds dependents
  * when this header changes. It reports whether MPI is usable now (initialised, not finalised). */

@@ -22,6 +22,9 @@ extension Engine {
             status = .staleEpoch
         } else if faults.failApplies && h.kind != .get {
             status = .failed
+        } else if h.kind == .swap {
+            // Answered now, or once every replica applied the swap (Engine+Swap).
+            return serveSwap(request)
         } else {
             do {
                 reply = try answer(request)
@@ -77,14 +80,16 @@ extension Engine {
             w = try ByteWriter(reserving: Wire.headerSize + StampCodec.size)
             try Wire.write(transport.header(.applyAck, status: .ok, requestID: h.requestID, argument: 1), to: &w)
             try StampCodec.append(stamp, to: &w)
-        case .getReply, .applyAck, .heartbeat, .failed, .propose, .newView, .excluded:
+        case .swap:
+            throw KVFailure(.internal, "a compare-and-swap reached the generic answer")
+        case .getReply, .applyAck, .swapReply, .heartbeat, .failed, .propose, .newView, .excluded:
             throw KVFailure(.remote, "a reply kind sent as a request")
         }
         return try w.finish()
     }
 
     /// A reply that is only a header.
-    private func headerOnly(_ kind: Wire.Kind, status: Wire.Status, requestID: UInt64, argument: UInt64) throws -> MessageBuffer {
+    func headerOnly(_ kind: Wire.Kind, status: Wire.Status, requestID: UInt64, argument: UInt64) throws -> MessageBuffer {
         var w = try ByteWriter(reserving: Wire.headerSize)
         try Wire.write(transport.header(kind, status: status, requestID: requestID, argument: argument), to: &w)
         return try w.finish()
@@ -116,7 +121,7 @@ enum GetReply {
             return .value(bytes)
         case .staleEpoch:
             throw KVFailure(.remote, "rank \(owner) refused the get: it is in another membership epoch")
-        case .failed:
+        case .failed, .lost:
             throw KVFailure(.remote, "rank \(owner) could not answer the get")
         }
     }

@@ -114,6 +114,7 @@ extension Engine {
         // The old communicator itself is never freed (a collective may still be posted on it):
         // one communicator per view change.
         old.finishOutstanding(until: Deadline(seconds: 0))
+        abandonSwaps()
         let oldPlacement = placement
         let failedNow = failedRanks
         if oldPlacement.replicaSetShares().keys.contains(where: { $0.allSatisfy(failedNow.contains) }) {

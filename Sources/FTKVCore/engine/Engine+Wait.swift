@@ -28,7 +28,7 @@ extension Engine {
             if installer != nil && !installing { return .idle }
             try checkViewUnchanged(since: epoch)
             if !viewFrozen, try done() { return .done }
-            var active = try transport.progress(serve: serve)
+            var active = try progressRound()
             detectFailures()
             installDecidedView()
             try checkViewUnchanged(since: epoch)

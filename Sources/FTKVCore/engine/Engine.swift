@@ -84,6 +84,8 @@ public final class Engine: @unchecked Sendable {
     }
     /// Whether a view is decided (read by the progress thread without the lock).
     let viewDecided = Atomic<Bool>(false)
+    /// Compare-and-swaps this rank, as the keys' primary, is replicating, by key (Engine+Swap).
+    var swapSlots: [[UInt8]: SwapSlot] = [:]
     /// The thread installing a view (shrinking, re-replicating), if one is: it drops the lock
     /// while it waits, and no other thread may act on the store meanwhile.
     var installer: pthread_t?
@@ -215,13 +217,21 @@ public final class Engine: @unchecked Sendable {
         guard now &- lastInlineServe >= Engine.serveIntervalNanos else { return }
         lastInlineServe = now
         do {
-            _ = try transport.progress(serve: serve)
+            _ = try progressRound()
         } catch {
             noteFailure(error, inCollective: false)
         }
     }
 
     static let serveIntervalNanos: UInt64 = 20_000
+
+    /// One round of progress on the transport (requests served, replies filed), then the
+    /// compare-and-swaps whose replicas answered are answered in turn. Lock held.
+    func progressRound() throws -> Bool {
+        let active = try transport.progress(serve: serve)
+        advanceSwaps()
+        return active
+    }
 
     // MARK: local operations
 
@@ -388,7 +398,7 @@ public final class Engine: @unchecked Sendable {
         default: return false
         }
         do {
-            let active = try transport.progress(serve: serve)
+            let active = try progressRound()
             detectFailures()
             return active
         } catch {

@@ -27,10 +27,17 @@ enum Wire {
         case newView = 9    // a notice from the coordinator: body, the members excluded from
                             // the next epoch (`argument`)
         case excluded = 10  // a notice to an excluded member: epoch `argument` goes on without it
+        case swap = 11      // to the key's primary: compare-and-swap (see SwapCodec)
+        case swapReply = 12 // argument: 1 swapped, 0 the key held another value
     }
 
     /// Whether a kind is a notice: sent on the request tag, acted on, never answered.
-    static func isNotice(_ kind: Kind) -> Bool { kind.rawValue >= Kind.heartbeat.rawValue }
+    static func isNotice(_ kind: Kind) -> Bool {
+        switch kind {
+        case .heartbeat, .failed, .propose, .newView, .excluded: return true
+        case .get, .getReply, .apply, .applyAck, .order, .swap, .swapReply: return false
+        }
+    }
 
     enum Status: UInt8 {
         case ok = 0
@@ -38,6 +45,7 @@ enum Wire {
         case notSent = 2     // value longer than the requester's capacity: length only
         case staleEpoch = 3  // sender's epoch differs from the receiver's view
         case failed = 4
+        case lost = 5        // every replica that held the key failed (its value is lost)
     }
 
     /// The reply kind a request kind is answered with (nil: not a request).
@@ -45,7 +53,8 @@ enum Wire {
         switch kind {
         case .get: return .getReply
         case .apply, .order: return .applyAck
-        case .getReply, .applyAck, .heartbeat, .failed, .propose, .newView, .excluded: return nil
+        case .swap: return .swapReply
+        case .getReply, .applyAck, .swapReply, .heartbeat, .failed, .propose, .newView, .excluded: return nil
         }
     }
 
@@ -151,5 +160,51 @@ enum OpCodec {
             try body(key, value, Stamp(fence: fence, rank: rank, seq: seq), flags & 1 != 0)
             left -= 1
         }
+    }
+}
+
+/// A compare-and-swap request:
+///   flags u32 (1: an expected value is given, 2: a desired value is given) | keyLen u32 |
+///   expectedLen u32 | desiredLen u32 | key | expected | desired
+/// No expected value means "the key has no value"; no desired value means "delete it".
+enum SwapCodec {
+    static let headerSize = 16
+
+    struct Request {
+        var key: UnsafeRawBufferPointer
+        var expected: UnsafeRawBufferPointer?
+        var desired: UnsafeRawBufferPointer?
+    }
+
+    static func encodedSize(_ r: Request) -> Int {
+        headerSize + r.key.count + (r.expected?.count ?? 0) + (r.desired?.count ?? 0)
+    }
+
+    static func append(_ r: Request, to w: inout ByteWriter) throws {
+        try w.append(UInt32((r.expected == nil ? 0 : 1) | (r.desired == nil ? 0 : 2)))
+        try w.append(UInt32(r.key.count))
+        try w.append(UInt32(r.expected?.count ?? 0))
+        try w.append(UInt32(r.desired?.count ?? 0))
+        try w.append(r.key)
+        if let e = r.expected { try w.append(e) }
+        if let d = r.desired { try w.append(d) }
+    }
+
+    /// Decodes a request (views into the message), checking every length: the bytes come from
+    /// another process.
+    static func read(_ r: inout ByteReader) throws -> Request {
+        let flags = try r.read(UInt32.self)
+        let keyLen = Int(try r.read(UInt32.self))
+        let expectedLen = Int(try r.read(UInt32.self))
+        let desiredLen = Int(try r.read(UInt32.self))
+        guard flags <= 3, keyLen >= 1, keyLen <= Engine.maxKeyLength, expectedLen <= Engine.maxValueLength,
+              desiredLen <= Engine.maxValueLength, flags & 1 != 0 || expectedLen == 0, flags & 2 != 0 || desiredLen == 0,
+              r.remaining == keyLen + expectedLen + desiredLen else {
+            throw KVFailure(.remote, "malformed compare-and-swap request")
+        }
+        let key = try r.read(count: keyLen)
+        let expected = try r.read(count: expectedLen)
+        let desired = try r.read(count: desiredLen)
+        return Request(key: key, expected: flags & 1 != 0 ? expected : nil, desired: flags & 2 != 0 ? desired : nil)
     }
 }
