@@ -208,6 +208,41 @@ abort_policy() {
     [ "$ok" -eq 1 ]
 }
 
+# kv_cas stays linearizable when the primary of a contended counter dies (tests/kill/cas_kill.c):
+# every survivor prints PASS after the lowest survivor checked all ranks' logs of their swaps.
+cas_one() { # ranks victims replicas
+    local n="$1" v="$2" r="$3" bin="$OUT/cas_kill" out logs rc ok=1 s
+    out="$(mktemp)"
+    logs="$(mktemp -d)"
+    echo "--- $n ranks, victims $v, $r copies per key"
+    OMPI_MCA_async_mpi_finalize=1 CAS_LOG_DIR="$logs" CAS_VICTIMS="$v" CAS_REPLICAS="$r" \
+        ftkv_mpirun "$n" 120 --enable-recovery -x CAS_LOG_DIR -x CAS_VICTIMS -x CAS_REPLICAS "$bin" 2>&1 |
+        grep -v 'PMIX ERROR' | tee "$out"
+    rc=${PIPESTATUS[0]}
+    for ((s = 0; s < n; s++)); do
+        if [[ ",$v," == *",$s,"* ]]; then
+            grep -q "^cas_kill: rank $s killing itself" "$out" || { echo "victim rank $s did not die"; ok=0; }
+        else
+            grep -q "^cas_kill: rank $s PASS" "$out" || { echo "survivor rank $s did not pass"; ok=0; }
+        fi
+    done
+    grep -q "^cas_kill: checked" "$out" || { echo "the logs were not checked"; ok=0; }
+    [ "$rc" -eq 0 ] || { echo "mpirun exited with $rc (124/137: timed out)"; ok=0; }
+    rm -rf "$out" "$logs"
+    [ "$ok" -eq 1 ]
+}
+
+cas_kill() {
+    local ok=1
+    mpicc -std=c99 -O1 -g -Wall -Wextra tests/kill/cas_kill.c -o "$OUT/cas_kill" \
+        -I"$STAGE/include" -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv || return 1
+    cas_one 4 1 2 || ok=0
+    cas_one 4 0 2 || ok=0
+    cas_one 8 5 2 || ok=0
+    cas_one 5 1,3 3 || ok=0
+    [ "$ok" -eq 1 ]
+}
+
 # Online recovery under a put/fence/get workload (tests/kill/online.c via tests/kill/online.sh):
 # the victim is SIGKILLed (or SIGSTOPped past the suspicion time) from outside at a random moment;
 # every survivor checks every acknowledged key byte for byte after the view change and carries on.
@@ -335,6 +370,7 @@ run_step "MPI suite: tests/run-mpi.sh" mpi_suite
 run_step "kill: a rank SIGKILLed under --enable-recovery (1-3 copies, first/middle/last victim): failover, view change, re-replication, every copy counted" kill_rank
 run_step "ftkv_on_failure=abort: a rank dies while the others wait in their own MPI_Barrier; the library ends the job, naming it" abort_policy
 run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies, one by one down to one survivor), every acknowledged key byte for byte" online_recovery
+run_step "kv_cas: the primary of contended counters SIGKILLed mid-run (4-8 ranks, two at once with 3 copies); no swap lost or doubled" cas_kill
 run_step "restart: kv_commit, job killed, restart on 1-6 ranks; lost directories, damaged files, deaths in kv_commit, full disk" restart_scenarios
 run_step "examples-c: build with pkg-config" examples_build
 run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
