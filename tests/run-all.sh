@@ -243,6 +243,35 @@ cas_kill() {
     [ "$ok" -eq 1 ]
 }
 
+# examples-c/taskfarm.c: manager/worker lists in the store; workers SIGKILL themselves holding a
+# task. The farm must finish every task exactly once (the manager prints PASS after checking),
+# every named victim must have died, and each task it held must have been put back.
+taskfarm_run() { # ranks kills
+    local n="$1" kills="$2" out rc ok=1 victim
+    out="$(mktemp)"
+    echo "--- $n ranks, TASKFARM_KILL=$kills"
+    OMPI_MCA_async_mpi_finalize=1 TASKFARM_KILL="$kills" \
+        ftkv_mpirun "$n" 90 --enable-recovery -x TASKFARM_KILL examples-c/bin/taskfarm 2>&1 | grep -v 'PMIX ERROR' | tee "$out"
+    rc=${PIPESTATUS[0]}
+    for victim in $(printf '%s' "$kills" | tr ',' '\n' | cut -d: -f1); do
+        grep -q "^taskfarm: worker $victim is killed" "$out" || { echo "worker $victim did not die"; ok=0; }
+        grep -q "^taskfarm: manager puts task [0-9]* back (worker $victim died" "$out" \
+            || { echo "worker $victim's task was not put back"; ok=0; }
+    done
+    grep -q '^PASS taskfarm' "$out" || ok=0
+    [ "$rc" -eq 0 ] || { echo "mpirun exited with $rc (124/137: timed out)"; ok=0; }
+    rm -f "$out"
+    [ "$ok" -eq 1 ]
+}
+
+taskfarm() {
+    local ok=1
+    taskfarm_run 4 "" || ok=0
+    taskfarm_run 4 2:5 || ok=0
+    taskfarm_run 6 2:5,4:12 || ok=0
+    [ "$ok" -eq 1 ]
+}
+
 # Online recovery under a put/fence/get workload (tests/kill/online.c via tests/kill/online.sh):
 # the victim is SIGKILLed (or SIGSTOPped past the suspicion time) from outside at a random moment;
 # every survivor checks every acknowledged key byte for byte after the view change and carries on.
@@ -377,6 +406,7 @@ run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
 run_step "examples-c: hello, 4 ranks" ftkv_mpirun 4 90 examples-c/bin/hello
 run_step "examples-c: demo, 1 rank, uninterrupted" demo_fresh 1
 run_step "examples-c: demo, killed on 4 ranks, restarted on 3, killed, restarted on 5, bitwise equal" bash scripts/demo-chain.sh examples-c/bin/demo "$OUT/demo-run"
+run_step "examples-c: taskfarm, task lists in the store, no failure, then 1 and 2 workers SIGKILLed holding tasks: every task done exactly once" taskfarm
 run_step "examples-c: demo online, a rank killed on 4 ranks, the survivors recover without a restart, bitwise equal" bash scripts/demo-online.sh examples-c/bin/demo "$OUT/demo-online"
 run_step "Fortran: build module, test and example (mpifort)" fortran_build
 run_step "Fortran: test_ftkv, 2 ranks" run_expect_pass 2 90 "$FORTRAN_DIR/test_ftkv"
