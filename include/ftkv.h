@@ -243,7 +243,9 @@ int kv_flush_status(kv_store *kv, uint64_t version, int *flushed);
  * version may exist on disk for a restart; retry it, which commits a newer version); with
  * sequential consistency a kv_put/kv_del may have reached some replicas (retry it: writes are
  * idempotent). kv_close retries its fence itself. Without ULFM in the MPI, one window is not
- * survivable: a survivor dying during the milliseconds the new communicator is being created.
+ * survivable: a survivor dying during the milliseconds the new communicator is being created
+ * (once every survivor said it is ready to; a death before that, the coordinator's included,
+ * makes the others decide again).
  * With ftkv_on_failure=abort the rank that detects a failure ends the whole job instead
  * (MPI_Abort on MPI_COMM_WORLD, the dead rank named on stderr): for codes whose own exchanges
  * would hang on a dead neighbour and that restart from their last kv_commit.

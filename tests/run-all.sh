@@ -295,6 +295,10 @@ online_recovery() {
     # Sequential failures down to a single survivor (the first victim is rank 0, the coordinator),
     # each view change and re-replication done before the next kill.
     KILL_GAP_MS=1500 ONLINE_STEPS=400 bash tests/kill/online.sh "$bin" 4 0,3,1 2 500 || ok=0
+    # A second death inside the view change (test faults): the coordinator after telling one
+    # survivor its decision, and a survivor in the middle of re-replication (3 copies: two dead).
+    FAULT=die-deciding FAULT_RANK=0 ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 5 2 3 800 || ok=0
+    FAULT=die-rereplicating FAULT_RANK=3 ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 5 1 3 800 || ok=0
     [ "$ok" -eq 1 ]
 }
 
@@ -398,7 +402,7 @@ run_step "exports: debug .build/debug/libftkv.so == ftkv.h functions" exports_de
 run_step "MPI suite: tests/run-mpi.sh" mpi_suite
 run_step "kill: a rank SIGKILLed under --enable-recovery (1-3 copies, first/middle/last victim): failover, view change, re-replication, every copy counted" kill_rank
 run_step "ftkv_on_failure=abort: a rank dies while the others wait in their own MPI_Barrier; the library ends the job, naming it" abort_policy
-run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies, one by one down to one survivor), every acknowledged key byte for byte" online_recovery
+run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies, one by one down to one survivor, the coordinator dying mid-decision, a survivor dying mid-re-replication), every acknowledged key byte for byte" online_recovery
 run_step "kv_cas: the primary of contended counters SIGKILLed mid-run (4-8 ranks, two at once with 3 copies); no swap lost or doubled" cas_kill
 run_step "restart: kv_commit, job killed, restart on 1-6 ranks; lost directories, damaged files, deaths in kv_commit, full disk" restart_scenarios
 run_step "examples-c: build with pkg-config" examples_build

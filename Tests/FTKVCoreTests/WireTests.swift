@@ -26,14 +26,14 @@ private func expectMalformed(_ what: String, _ data: [UInt8], sourceLocation: So
 private func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
 
 private let allKinds: [Wire.Kind] = [.get, .getReply, .apply, .applyAck, .order, .heartbeat, .failed, .propose, .newView, .excluded,
-                                     .swap, .swapReply]
+                                     .swap, .swapReply, .ready]
 private let allStatuses: [Wire.Status] = [.ok, .notFound, .notSent, .staleEpoch, .failed, .lost]
 
 @Suite("Wire and OpCodec")
 struct WireTests {
     @Test("kinds and statuses are exactly the documented ones")
     func enumerations() {
-        #expect((0...255).compactMap { Wire.Kind(rawValue: UInt8($0)) }.map(\.rawValue) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+        #expect((0...255).compactMap { Wire.Kind(rawValue: UInt8($0)) }.map(\.rawValue) == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
         #expect((0...255).compactMap { Wire.Status(rawValue: UInt8($0)) }.map(\.rawValue) == [0, 1, 2, 3, 4, 5])
         #expect(Wire.headerSize == 32)
     }
@@ -41,7 +41,7 @@ struct WireTests {
     @Test("notices are exactly the kinds never answered")
     func notices() {
         for kind in allKinds {
-            #expect(Wire.isNotice(kind) == [.heartbeat, .failed, .propose, .newView, .excluded].contains(kind))
+            #expect(Wire.isNotice(kind) == [.heartbeat, .failed, .propose, .newView, .excluded, .ready].contains(kind))
             if Wire.isNotice(kind) { #expect(Wire.replyKind(to: kind) == nil) }
         }
         #expect(Wire.replyKind(to: .swap) == .swapReply)
@@ -124,7 +124,7 @@ struct WireTests {
             bad[i] ^= 0x20
             expectMalformed("magic byte \(i) changed", bad) { _ = try Wire.readHeader(&$0) }
         }
-        for kind: UInt8 in [0, 13, 14, 128, 255] {
+        for kind: UInt8 in [0, 14, 15, 128, 255] {
             var bad = good
             bad[4] = kind
             expectMalformed("kind \(kind)", bad) { _ = try Wire.readHeader(&$0) }

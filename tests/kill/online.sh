@@ -9,6 +9,10 @@
 # VICTIM is one rank or a comma-separated list, killed at the same moment (kill -9 of all), or one
 # after the other with KILL_GAP_MS between kills (each view change and re-replication done by
 # the next: sequential failures, down to a single survivor).
+# With FAULT=die-deciding|die-rereplicating and FAULT_RANK=R, rank R also dies, by the library's
+# test fault (FTKV_TEST_FAULT) during the view change that follows the kill: as the coordinator
+# after telling one survivor its decision, or in the middle of re-replication. It counts as a
+# victim for the program and must print the fault's line.
 # Prints one summary line: "online: N ranks, victim V killed after D ms: PASS|FAIL ...".
 set -u
 bin="$1" n="$2" victim="$3" replicas="${4:-2}" max_delay="${5:-1500}"
@@ -23,10 +27,17 @@ stopped="${STOPPED:-0}"
 # ONLINE_COMMIT=1: the survivors commit at the end, into this job's own directory, and a second
 # job on VERIFY_RANKS ranks (default 3) restarts from it and checks everything.
 export FTKV_DIR="$dir/data" ONLINE_COMMIT="${ONLINE_COMMIT:-0}"
-OMPI_MCA_async_mpi_finalize=1 ONLINE_VICTIM="$victim" ONLINE_REPLICAS="$replicas" ONLINE_DIR="$dir" ONLINE_STOPPED="$stopped" \
+fault_args=()
+all_victims="$victim"
+if [ -n "${FAULT:-}" ]; then
+    export FTKV_TEST_FAULT="$FAULT" FTKV_TEST_FAULT_RANK="$FAULT_RANK"
+    fault_args=(-x FTKV_TEST_FAULT -x FTKV_TEST_FAULT_RANK)
+    all_victims="$victim,$FAULT_RANK"
+fi
+OMPI_MCA_async_mpi_finalize=1 ONLINE_VICTIM="$all_victims" ONLINE_REPLICAS="$replicas" ONLINE_DIR="$dir" ONLINE_STOPPED="$stopped" \
     ONLINE_RANKS_PER_NODE="${ONLINE_RANKS_PER_NODE:-0}" ONLINE_STEPS="${ONLINE_STEPS:-40}" \
     ftkv_mpirun "$n" "${JOB_TIMEOUT:-120}" --enable-recovery -x ONLINE_VICTIM -x ONLINE_REPLICAS -x ONLINE_DIR -x ONLINE_STEPS \
-    -x ONLINE_STOPPED -x ONLINE_RANKS_PER_NODE -x ONLINE_COMMIT -x FTKV_DIR \
+    -x ONLINE_STOPPED -x ONLINE_RANKS_PER_NODE -x ONLINE_COMMIT -x FTKV_DIR "${fault_args[@]}" \
     "$bin" >"$out" 2>&1 &
 job=$!
 IFS=, read -r -a victims <<<"$victim"
@@ -66,8 +77,13 @@ why=""
 [ -n "$pid" ] || { ok=0; why+=" the victim never started;"; }
 for ((s = 0; s < n; s++)); do
     is_victim "$s" && continue
+    [ -n "${FAULT:-}" ] && [ "$s" -eq "$FAULT_RANK" ] && continue
     grep -q "^online: rank $s PASS" "$out" || { ok=0; why+=" survivor $s did not pass;"; }
 done
+if [ -n "${FAULT:-}" ]; then
+    grep -q "^ftkv: test fault $FAULT.*rank $FAULT_RANK kills itself" "$out" \
+        || { ok=0; why+=" rank $FAULT_RANK did not die by $FAULT;"; }
+fi
 grep -qE 'rank [0-9]+ FAIL' "$out" && { ok=0; why+=" FAIL lines;"; }
 [ "$rc" -eq 0 ] || { ok=0; why+=" mpirun exited with $rc;"; }
 if [ "$stopped" = 1 ]; then
@@ -85,8 +101,11 @@ fi
 how=killed
 [ -n "${KILL_GAP_MS:-}" ] && how="killed one by one, ${KILL_GAP_MS} ms apart,"
 [ "$stopped" = 1 ] && how="stopped ${STOP_S:-3} s"
+[ -n "${FAULT:-}" ] && how+=" (and rank $FAULT_RANK by $FAULT)"
 first_survivor=0
-while is_victim "$first_survivor"; do first_survivor=$((first_survivor + 1)); done
+while is_victim "$first_survivor" || { [ -n "${FAULT:-}" ] && [ "$first_survivor" -eq "$FAULT_RANK" ]; }; do
+    first_survivor=$((first_survivor + 1))
+done
 summary="$(grep -m1 "^online: rank $first_survivor view change" "$out" | sed 's/^online: //')"
 [ "$ONLINE_COMMIT" = 1 ] && summary+="; $(grep -m1 '^online: verify:' "$out" | sed 's/^online: //')"
 if [ "$ok" -eq 1 ]; then

@@ -11,6 +11,10 @@
 ///     die-before-publish  SIGKILL this process in kv_commit after every rank reported its data
 ///                         durable, before its manifest copy (others publish: the version exists)
 ///     die-after-publish   SIGKILL this process in kv_commit right after its manifest copy
+///     die-deciding        SIGKILL this process when, as coordinator of a view change, it has
+///                         sent its decision to one survivor only
+///     die-rereplicating   SIGKILL this process in a view change, after the first of the
+///                         re-replication's passes
 ///   FTKV_TEST_FAULT_RANK=N    apply FTKV_TEST_FAULT only on rank N of the store's communicator
 ///   FTKV_TEST_BATCH_BYTES=N   cut the fence's apply batches at N bytes (default 4 MiB), so
 ///                             small tests exercise multi-batch fences.
@@ -23,6 +27,8 @@ struct FaultInjection: Sendable, Equatable {
     var dieAfterData = false
     var dieBeforePublish = false
     var dieAfterPublish = false
+    var dieDeciding = false
+    var dieRereplicating = false
     /// Only this rank applies the faults (nil: every rank).
     var onlyRank: Int32?
     var batchBytes = Wire.fenceChunkBytes
@@ -42,8 +48,10 @@ struct FaultInjection: Sendable, Equatable {
                 case "die-after-data": f.dieAfterData = true
                 case "die-before-publish": f.dieBeforePublish = true
                 case "die-after-publish": f.dieAfterPublish = true
+                case "die-deciding": f.dieDeciding = true
+                case "die-rereplicating": f.dieRereplicating = true
                 default:
-                    throw KVFailure(.invalid, "FTKV_TEST_FAULT: unknown fault '\(item)' (apply-fail, stale-epoch, truncate-replies, commit-write, commit-publish, die-after-data, die-before-publish, die-after-publish)")
+                    throw KVFailure(.invalid, "FTKV_TEST_FAULT: unknown fault '\(item)' (apply-fail, stale-epoch, truncate-replies, commit-write, commit-publish, die-after-data, die-before-publish, die-after-publish, die-deciding, die-rereplicating)")
                 }
             }
         }

@@ -12,8 +12,11 @@ extension Engine {
         if heartbeats.isActive {
             let now = monotonicNanos()
             heartbeatSender?.sendIfDue(now: now)
-            // Not while a view is being installed: its blocking steps silence everyone for a while.
-            if installer == nil, decidedExclusion == nil, let suspect = heartbeats.suspect(now: now, failed: failedRanks) {
+            // Not while this rank creates communicators (a blocking call: it cannot have heard
+            // anyone meanwhile). During the rest of a view change, a member that dies is found
+            // like any other: before the creation it makes the survivors decide again, after it
+            // the re-replication stops and the next view change follows.
+            if !creatingCommunicators, let suspect = heartbeats.suspect(now: now, failed: failedRanks) {
                 declareFailed(suspect, announce: true)
             }
         }
@@ -30,7 +33,7 @@ extension Engine {
         switch h.kind {
         case .heartbeat:
             heartbeats.heard(from: notice.source, now: monotonicNanos())
-        case .propose, .newView, .excluded:
+        case .propose, .newView, .excluded, .ready:
             viewChangeNoticed(notice)
         case .failed:
             guard h.argument < UInt64(transport.idLimit) else {

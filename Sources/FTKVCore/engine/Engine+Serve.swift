@@ -82,7 +82,7 @@ extension Engine {
             try StampCodec.append(stamp, to: &w)
         case .swap:
             throw KVFailure(.internal, "a compare-and-swap reached the generic answer")
-        case .getReply, .applyAck, .swapReply, .heartbeat, .failed, .propose, .newView, .excluded:
+        case .getReply, .applyAck, .swapReply, .heartbeat, .failed, .propose, .newView, .excluded, .ready:
             throw KVFailure(.remote, "a reply kind sent as a request")
         }
         return try w.finish()

@@ -12,6 +12,14 @@ import Glibc
 extension Engine {
     /// Advances the agreement (lock held). Cheap when nothing failed.
     func advanceViewChange() {
+        // A survivor of the decision failed before this rank began creating the communicators:
+        // the decision is dropped (nobody can have completed a creation that needs that member)
+        // and the agreement goes on with the larger failed set, under the next coordinator if
+        // the coordinator was the one that died (the proposals it had received are kept).
+        if let decided = decidedExclusion, installer == nil,
+           view.members.contains(where: { failedRanks.contains($0) && !decided.contains($0) }) {
+            decidedExclusion = nil
+        }
         guard decidedExclusion == nil, !failedRanks.isEmpty, installer == nil else { return }
         switch state {
         case .open, .closing: break
@@ -25,6 +33,7 @@ extension Engine {
             let agreed = agreement!.fencesCompleted
             for member in agreement!.survivors(failedRanks) where member != rank {
                 try? transport.sendNotice(.newView, argument: agreed, members: excluded, to: member)
+                if faults.dieDeciding { dieForTest("die-deciding: the coordinator dies after telling one survivor") }
             }
             // A stopped member receives this when it wakes up: its calls fail from then on.
             // (To a dead one, an eager send just completes.)
@@ -33,6 +42,7 @@ extension Engine {
             }
             agreedFencesCompleted = agreed
             decidedExclusion = excluded
+            announceReady(excluded)
         } else if let coordinator = agreement!.proposalDue(me: rank, failed: failedRanks) {
             // From here on this rank completes no collective of this epoch (see waitLocked), so
             // the count it proposes is final.
@@ -58,14 +68,22 @@ extension Engine {
             if agreement?.view != view { agreement = ViewAgreement(view: view) }
             agreement!.proposal(from: notice.source, fencesCompleted: h.argument)
         case .newView:
-            // For the next epoch (this one's notices only), with the agreed count of fences.
-            guard !members.contains(rank), decidedExclusion == nil, h.argument >= fencesCompleted else {
+            // For the next epoch (this one's notices only), with the agreed count of fences. A
+            // decision that excludes more than the one this rank holds replaces it (a survivor
+            // of the first one died before anyone created communicators for it).
+            let decided = members.filter { view.contains($0) }
+            guard !members.contains(rank), installer == nil, h.argument >= fencesCompleted,
+                  decidedExclusion == nil || decided.contains(where: { !decidedExclusion!.contains($0) }) else {
                 transport.noteDropped()
                 return
             }
             for m in members { declareFailed(m, announce: false) }
+            guard decided.allSatisfy(failedRanks.contains) else { return }
             agreedFencesCompleted = h.argument
-            decidedExclusion = members.filter { view.contains($0) }
+            decidedExclusion = decided
+            announceReady(decided)
+        case .ready:
+            readyFor[notice.source] = members
         case .excluded:
             state = .broken(KVFailure(.procFailed, "this rank was excluded from store '\(name)' by the other members (they found it "
                 + "unresponsive for ftkv_suspect_after = \(config.suspectAfterSeconds) s); the store goes on without it at epoch "
@@ -75,11 +93,35 @@ extension Engine {
         }
     }
 
-    /// Shrinks to the decided view and re-replicates, if a view was decided. Call with the lock
-    /// held and no communicator gate held (MPI_Comm_create_group takes it exclusively).
+    /// Tells every survivor of a decision that this rank knows it: each creates the next view's
+    /// communicators (a blocking call no failure can interrupt without ULFM) only once every
+    /// survivor is known to be alive and about to, so a coordinator that dies half-way through
+    /// announcing its decision leaves nobody blocked: the others find it dead and decide again.
+    private func announceReady(_ excluded: [Int32]) {
+        for member in view.members where member != rank && !excluded.contains(member) {
+            try? transport.sendNotice(.ready, argument: UInt64(view.epoch &+ 1), members: excluded, to: member)
+        }
+    }
+
+    /// Whether every survivor of the decision said it is ready for it.
+    private func everyoneReady(for excluded: [Int32]) -> Bool {
+        view.members.allSatisfy { $0 == rank || excluded.contains($0) || readyFor[$0] == excluded }
+    }
+
+    /// Test-only: a fail-stop death at a chosen point (FTKV_TEST_FAULT), named on stderr.
+    func dieForTest(_ what: String) -> Never {
+        fputs("ftkv: test fault \(what): rank \(rank) kills itself\n", stderr)
+        fflush(stderr)
+        kill(getpid(), SIGKILL)
+        while true { pause() }
+    }
+
+    /// Shrinks to the decided view and re-replicates, if a view was decided and every survivor
+    /// is ready for it. Call with the lock held and no communicator gate held
+    /// (MPI_Comm_create_group takes it exclusively).
     /// A failure here other than a further failed member leaves the store broken.
     func installDecidedView() {
-        guard let excluded = decidedExclusion, installer == nil else { return }
+        guard let excluded = decidedExclusion, installer == nil, everyoneReady(for: excluded) else { return }
         installer = pthread_self()
         defer { installer = nil }
         let started = monotonicNanos()
@@ -106,7 +148,10 @@ extension Engine {
         //    they are all here rather than in a collective kv_comm that a busy rank could stall.
         let tag = Int32(next.epoch % 16_384) * 2
         guard let parent = creationComm else { throw KVFailure(.internal, "no communicator to create the survivors' from") }
-        let comms = try Collectives.createGroups(parent, ranks: next.members, tags: [tag, tag + 1])
+        creatingCommunicators = true
+        let created = Result { try Collectives.createGroups(parent, ranks: next.members, tags: [tag, tag + 1]) }
+        creatingCommunicators = false
+        let comms = try created.get()
         let comm = comms[0]
         survivorComms.append(comms[1])
         applicationComm = comms[1]
@@ -124,6 +169,7 @@ extension Engine {
         view = next
         placement = Placement(view: next, replicas: config.replicas)
         agreement = nil
+        readyFor = [:]
         pendingViewChangeReport = (pendingViewChangeReport ?? []) + excluded
         // The next commit writes a new base file: this rank's file number and records changed.
         lastCommittedFile = nil
@@ -175,6 +221,7 @@ extension Engine {
             lastRecoveryBytes &+= sent
             outgoing.removeAll()
             if let refused { throw refused }
+            if faults.dieRereplicating { dieForTest("die-rereplicating: a survivor dies during re-replication") }
         }
         try barrierLocked(what: "re-replication after a view change")
         // 3. Every key has its copies: drop those this rank no longer holds a replica of.

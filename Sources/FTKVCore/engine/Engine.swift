@@ -84,6 +84,11 @@ public final class Engine: @unchecked Sendable {
     }
     /// Whether a view is decided (read by the progress thread without the lock).
     let viewDecided = Atomic<Bool>(false)
+    /// The decision each survivor said it is ready to install (its excluded ids), by member: the
+    /// blocking communicator creation starts only once every survivor of the decision is ready.
+    var readyFor: [Int32: [Int32]] = [:]
+    /// Whether this rank is inside the blocking creation of a view's communicators.
+    var creatingCommunicators = false
     /// Compare-and-swaps this rank, as the keys' primary, is replicating, by key (Engine+Swap).
     var swapSlots: [[UInt8]: SwapSlot] = [:]
     /// The thread installing a view (shrinking, re-replicating), if one is: it drops the lock

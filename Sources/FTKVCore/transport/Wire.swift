@@ -29,12 +29,14 @@ enum Wire {
         case excluded = 10  // a notice to an excluded member: epoch `argument` goes on without it
         case swap = 11      // to the key's primary: compare-and-swap (see SwapCodec)
         case swapReply = 12 // argument: 1 swapped, 0 the key held another value
+        case ready = 13     // a notice to every survivor: the sender knows the decision (body:
+                            // the excluded ids) and will create the next view's communicators
     }
 
     /// Whether a kind is a notice: sent on the request tag, acted on, never answered.
     static func isNotice(_ kind: Kind) -> Bool {
         switch kind {
-        case .heartbeat, .failed, .propose, .newView, .excluded: return true
+        case .heartbeat, .failed, .propose, .newView, .excluded, .ready: return true
         case .get, .getReply, .apply, .applyAck, .order, .swap, .swapReply: return false
         }
     }
@@ -54,7 +56,7 @@ enum Wire {
         case .get: return .getReply
         case .apply, .order: return .applyAck
         case .swap: return .swapReply
-        case .getReply, .applyAck, .swapReply, .heartbeat, .failed, .propose, .newView, .excluded: return nil
+        case .getReply, .applyAck, .swapReply, .heartbeat, .failed, .propose, .newView, .excluded, .ready: return nil
         }
     }
 
