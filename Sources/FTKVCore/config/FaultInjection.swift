@@ -13,8 +13,8 @@
 ///     die-after-publish   SIGKILL this process in kv_commit right after its manifest copy
 ///     die-deciding        SIGKILL this process when, as coordinator of a view change, it has
 ///                         sent its decision to one survivor only
-///     die-rereplicating   SIGKILL this process in a view change, after the first of the
-///                         re-replication's passes
+///     die-rereplicating   SIGKILL this process in a view change, after it sent 16 records
+///                         to restore copies (or all it had, if fewer)
 ///   FTKV_TEST_FAULT_RANK=N    apply FTKV_TEST_FAULT only on rank N of the store's communicator
 ///   FTKV_TEST_BATCH_BYTES=N   cut the fence's apply batches at N bytes (default 4 MiB), so
 ///                             small tests exercise multi-batch fences.

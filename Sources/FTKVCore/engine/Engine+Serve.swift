@@ -57,20 +57,16 @@ extension Engine {
             try w.append(UInt64(rec.value.count))
             if fits { try w.append(rec.value) }
         case .apply:
-            var applied: UInt64 = 0
-            var status = Wire.Status.ok
-            do {
-                // One index resize for the batch (its count is bounded by the bytes present).
-                try store.reserve(additionalKeys: Int(min(h.argument, UInt64(body.remaining / OpCodec.headerSize))))
-                try OpCodec.forEach(in: &body, count: h.argument) { key, value, stamp, tombstone in
-                    try store.upsert(key, hash: StableHash.hash(key), value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
-                    applied += 1
-                }
-            } catch {
-                transport.noteDropped()
-                status = .failed
+            if deferredApplies != nil {
+                // This rank is streaming its table to others (re-replication): the batch is
+                // checked now, acknowledged, and applied once the stream is done (Engine+ViewChange).
+                var check = body
+                let valid = (try? OpCodec.forEach(in: &check, count: h.argument) { _, _, _, _ in }) != nil
+                if valid { deferredApplies!.append(request) } else { transport.noteDropped() }
+                return try headerOnly(.applyAck, status: valid ? .ok : .failed, requestID: h.requestID, argument: valid ? h.argument : 0)
             }
-            return try headerOnly(.applyAck, status: status, requestID: h.requestID, argument: applied)
+            let (applied, ok) = applyBatch(request)
+            return try headerOnly(.applyAck, status: ok ? .ok : .failed, requestID: h.requestID, argument: applied)
         case .order:
             var stamp = Stamp.zero
             try OpCodec.forEach(in: &body, count: 1) { key, value, _, tombstone in
@@ -86,6 +82,26 @@ extension Engine {
             throw KVFailure(.remote, "a reply kind sent as a request")
         }
         return try w.finish()
+    }
+
+    /// Applies an apply batch to this rank's table: how many ops were applied, and whether all
+    /// were (a malformed op, or no memory, stops it).
+    func applyBatch(_ request: Incoming) -> (applied: UInt64, ok: Bool) {
+        let count = request.header.argument
+        var body = request.body
+        var applied: UInt64 = 0
+        do {
+            // One index resize for the batch (its count is bounded by the bytes present).
+            try store.reserve(additionalKeys: Int(min(count, UInt64(body.remaining / OpCodec.headerSize))))
+            try OpCodec.forEach(in: &body, count: count) { key, value, stamp, tombstone in
+                try store.upsert(key, hash: StableHash.hash(key), value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
+                applied += 1
+            }
+            return (applied, true)
+        } catch {
+            transport.noteDropped()
+            return (applied, false)
+        }
     }
 
     /// A reply that is only a header.

@@ -186,43 +186,48 @@ extension Engine {
         lastRecoveryBytes = 0
         let failed = failedRanks
         let me = rank
-        let passes = 8
-        for pass in 0..<passes {
-            // One eighth of the hash space a pass: what is copied out of the table to send is
-            // bounded (the table itself changes while batches from others are applied).
-            let outgoing = RecordTable(hugePages: false)
-            try store.forEach { rec in
-                guard Int(rec.hash >> 61) == pass else { return }
-                let send = oldPlacement.withReplicas(ofHash: rec.hash) { set -> Bool in
-                    everyHolder || set.first(where: { !failed.contains($0) }) == me
-                }
-                if send {
-                    _ = try outgoing.upsert(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp,
-                                            tombstone: rec.isTombstone, onlyIfNewer: false)
-                }
+        let newPlacement = placement
+        func targets(_ hash: UInt64, _ dests: inout [Int32]) {
+            let held = oldPlacement.withReplicas(ofHash: hash) { set in set.filter { !failed.contains($0) } }
+            newPlacement.withReplicas(ofHash: hash) { set in
+                for d in set where d != me && (everyHolder || !held.contains(d)) { dests.append(d) }
             }
-            let newPlacement = placement
-            func targets(_ hash: UInt64, _ dests: inout [Int32]) {
-                let held = oldPlacement.withReplicas(ofHash: hash) { set in set.filter { !failed.contains($0) } }
-                newPlacement.withReplicas(ofHash: hash) { set in
-                    for d in set where d != me && (everyHolder || !held.contains(d)) { dests.append(d) }
-                }
-            }
-            var sent: UInt64 = 0
-            var counted: [Int32] = []
-            let refused = try flush(count: outgoing.count, records: { emit in
-                try outgoing.forEach { rec in
+        }
+        // Streamed straight from the table (no copy of what is sent): meanwhile the batches other
+        // ranks send here are acknowledged and set aside, so nothing changes the table under the
+        // stream, and applied right after it. Memory beyond the table: the batches in flight
+        // both ways (the fence's window) and those set aside, at most what this rank receives.
+        var sent: UInt64 = 0
+        var counted: [Int32] = []
+        var emitted = 0
+        deferredApplies = []
+        let streamed = Result {
+            try flush(count: store.count, records: { emit in
+                try store.forEach { rec in
+                    let mine = oldPlacement.withReplicas(ofHash: rec.hash) { set -> Bool in
+                        everyHolder || set.first(where: { !failed.contains($0) }) == me
+                    }
+                    guard mine else { return }
                     counted.removeAll(keepingCapacity: true)
                     targets(rec.hash, &counted)
+                    guard !counted.isEmpty else { return }
                     sent &+= UInt64((rec.key.count + rec.value.count) * counted.count)
                     try emit(rec)
+                    emitted += 1
+                    if faults.dieRereplicating && emitted == 16 {
+                        dieForTest("die-rereplicating: a survivor dies during re-replication")
+                    }
                 }
             }, destinations: targets)
-            lastRecoveryBytes &+= sent
-            outgoing.removeAll()
-            if let refused { throw refused }
-            if faults.dieRereplicating { dieForTest("die-rereplicating: a survivor dies during re-replication") }
         }
+        let received = deferredApplies ?? []
+        deferredApplies = nil
+        for batch in received where !applyBatch(batch).ok {
+            throw KVFailure(.noMemory, "could not apply the copies another rank restored here")
+        }
+        lastRecoveryBytes = sent
+        if let refused = try streamed.get() { throw refused }
+        if faults.dieRereplicating { dieForTest("die-rereplicating: a survivor dies during re-replication") }
         try barrierLocked(what: "re-replication after a view change")
         // 3. Every key has its copies: drop those this rank no longer holds a replica of.
         let current = placement

@@ -87,6 +87,9 @@ public final class Engine: @unchecked Sendable {
     /// The decision each survivor said it is ready to install (its excluded ids), by member: the
     /// blocking communicator creation starts only once every survivor of the decision is ready.
     var readyFor: [Int32: [Int32]] = [:]
+    /// Other ranks' apply batches received while this rank streams its own table during a
+    /// re-replication (nil: apply at once): acknowledged on arrival, applied after the stream.
+    var deferredApplies: [Incoming]?
     /// Whether this rank is inside the blocking creation of a view's communicators.
     var creatingCommunicators = false
     /// Compare-and-swaps this rank, as the keys' primary, is replicating, by key (Engine+Swap).

@@ -10,12 +10,20 @@ struct PendingOperations<Info> {
         let buffer: MessageBuffer
         let deadline: Deadline
         let info: Info
+        let started = monotonicNanos()
     }
 
     private var operations: [Operation] = []
     private var cancelled: [Operation] = []
 
     var isEmpty: Bool { operations.isEmpty }
+
+    /// Whether an operation that `counts` started less than `nanos` ago is still under way.
+    func anyUnderWay(startedWithin nanos: UInt64, where counts: (Info) -> Bool) -> Bool {
+        guard !operations.isEmpty else { return false }
+        let now = monotonicNanos()
+        return operations.contains { now &- $0.started < nanos && counts($0.info) }
+    }
 
     /// Adds an operation; returns its index until the next sweep.
     @discardableResult

@@ -163,8 +163,18 @@ final class Transport {
                 active = true
             }
         }
+        // A message still moving is activity too: a large one (rendezvous) moves only while both
+        // ends poll, so backing off (sleeping) here stalled bulk transfers at a few percent of
+        // the bandwidth. Only for a while: a peer that died mid-message must not keep us spinning.
+        if !active && (arrivals.anyUnderWay(startedWithin: Transport.transferSpinNanos, where: { _ in true })
+                       || sends.anyUnderWay(startedWithin: Transport.transferSpinNanos, where: { !$0 })) {
+            active = true
+        }
         return active
     }
+
+    /// How long a message under way keeps the poller hot (see progress).
+    static let transferSpinNanos: UInt64 = 500_000_000
 
     /// Hands a request to `serve` and sends its reply; files a reply if it answers a request of
     /// ours from the rank asked, with the expected kind, in our epoch. Anything else is dropped
