@@ -20,7 +20,7 @@ struct HeartbeatRingTests {
     }
 
     @Test func suspectsAfterSilenceButNotAfterBeingAway() {
-        var ring = HeartbeatRing(me: 1, monitored: [true, true, true], period: 100 * ms, suspectAfter: 1000 * ms)
+        let ring = HeartbeatRing(me: 1, monitored: [true, true, true], period: 100 * ms, suspectAfter: 1000 * ms)
         var t: UInt64 = 10_000 * ms
         var lastHeard = t
         // 2 s with the predecessor (0) heard every 100 ms, checked every 10 ms: no suspicion.
@@ -49,7 +49,7 @@ struct HeartbeatRingTests {
     }
 
     @Test func aRankThatWasBusyDoesNotJudgeTheSilence() {
-        var ring = HeartbeatRing(me: 1, monitored: [true, true], period: 100 * ms, suspectAfter: 1000 * ms)
+        let ring = HeartbeatRing(me: 1, monitored: [true, true], period: 100 * ms, suspectAfter: 1000 * ms)
         var t: UInt64 = 5_000 * ms
         ring.heard(from: 0, now: t)
         #expect(ring.suspect(now: t, failed: []) == nil)
@@ -66,5 +66,23 @@ struct HeartbeatRingTests {
             suspected = ring.suspect(now: u, failed: []) == 0
         }
         #expect(suspected && u > t + 1000 * ms)
+    }
+
+    @Test func asAFailureDetectorItReportsTheSilentPredecessorOnce() {
+        let ring = HeartbeatRing(me: 1, monitored: [true, true, true], period: 100 * ms, suspectAfter: 1000 * ms)
+        let detector: any FailureDetector = ring
+        #expect(detector.isActive)
+        var t: UInt64 = 1_000 * ms
+        #expect(detector.detect(now: t, failed: []).isEmpty)
+        ring.heard(from: 0, now: t)
+        t += 1100 * ms
+        // Checked every 100 ms meanwhile (not away): rank 0 has been silent for more than 1 s.
+        var found: [Int32] = []
+        for step in 1...11 { found = detector.detect(now: t - 1100 * ms + UInt64(step) * 100 * ms, failed: []) }
+        #expect(found == [0])
+        // Once declared failed, the watch moves on to rank 2 with a fresh grace period.
+        #expect(detector.detect(now: t + 10 * ms, failed: [0]).isEmpty)
+        let idle = HeartbeatRing(me: 0, monitored: [true, true], period: 0, suspectAfter: 1000 * ms)
+        #expect(!(idle as any FailureDetector).isActive)
     }
 }

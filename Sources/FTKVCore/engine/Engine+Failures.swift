@@ -1,23 +1,23 @@
 import Glibc
 
-/// Which ranks have failed, as this rank knows it: suspected by its own heartbeat watch
-/// (HeartbeatRing) or announced by another rank's. Failed ranks stay failed. Today a failure
-/// steers reads to live replicas and is reported by kv_failed; agreeing on a new view and
-/// shrinking the store build on this.
+/// Which ranks have failed, as this rank knows it: found by its own failure detectors
+/// (FailureDetector: the heartbeat ring) or announced by another rank's. Failed ranks stay
+/// failed. A failure steers reads to live replicas, is reported by kv_failed, and starts the
+/// view change (Engine+ViewChange).
 extension Engine {
     /// Silence checked: part of every progress round (lock held), after the round received what
     /// had arrived. Cheap when nothing is due (a clock read and a few comparisons). Heartbeats
     /// go out from the progress thread without the lock (HeartbeatSender).
     func detectFailures() {
-        if heartbeats.isActive {
-            let now = monotonicNanos()
-            heartbeatSender?.sendIfDue(now: now)
-            // Not while this rank creates communicators (a blocking call: it cannot have heard
-            // anyone meanwhile). During the rest of a view change, a member that dies is found
-            // like any other: before the creation it makes the survivors decide again, after it
-            // the re-replication stops and the next view change follows.
-            if !creatingCommunicators, let suspect = heartbeats.suspect(now: now, failed: failedRanks) {
-                declareFailed(suspect, announce: true)
+        let now = monotonicNanos()
+        heartbeatSender?.sendIfDue(now: now)
+        // Not while this rank creates communicators (a blocking call: it cannot have heard
+        // anyone meanwhile). During the rest of a view change, a member that dies is found
+        // like any other: before the creation it makes the survivors decide again, after it
+        // the re-replication stops and the next view change follows.
+        if !creatingCommunicators {
+            for detector in failureDetectors where detector.isActive {
+                for who in detector.detect(now: now, failed: failedRanks) { declareFailed(who, announce: true) }
             }
         }
         advanceViewChange()

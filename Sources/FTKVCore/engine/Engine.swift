@@ -71,7 +71,9 @@ public final class Engine: @unchecked Sendable {
     /// Application threads inside a wait loop (they serve requests themselves meanwhile).
     let applicationWaiters = Atomic<Int>(0)
     /// The heartbeat watch (Engine+Failures): inactive on ranks without a progress thread.
-    var heartbeats: HeartbeatRing
+    let heartbeats: HeartbeatRing
+    /// The sources of "member X is gone" polled by detectFailures (the heartbeat ring).
+    let failureDetectors: [any FailureDetector]
     /// Sends this rank's heartbeats (nil when it is not watched).
     var heartbeatSender: HeartbeatSender?
     /// Members known to have failed (monotonic; member ids are ranks of kv_open's communicator).
@@ -146,9 +148,11 @@ public final class Engine: @unchecked Sendable {
     /// `monitored`: by rank, whether it runs a progress thread (and so sends heartbeats).
     init(name: String, config: StoreConfig, threadLevel: Int32, transport: Transport, view: View,
          faults: FaultInjection = FaultInjection(), monitored: [Bool] = []) {
-        self.heartbeats = HeartbeatRing(me: transport.rank, monitored: monitored,
-                                        period: UInt64(config.heartbeatSeconds * 1e9),
-                                        suspectAfter: UInt64(config.suspectAfterSeconds * 1e9))
+        let ring = HeartbeatRing(me: transport.rank, monitored: monitored,
+                                 period: UInt64(config.heartbeatSeconds * 1e9),
+                                 suspectAfter: UInt64(config.suspectAfterSeconds * 1e9))
+        self.heartbeats = ring
+        self.failureDetectors = [ring]
         self.name = name
         self.config = config
         self.faults = faults

@@ -6,7 +6,8 @@
 /// Only members with a background progress thread are monitored: below MPI_THREAD_MULTIPLE a
 /// rank talks only when its application calls the library, and a rank computing for minutes must
 /// not be declared dead. Pure bookkeeping (times in nanoseconds, no MPI), so it is unit-tested.
-public struct HeartbeatRing: Sendable {
+/// A class: the engine polls it as its failure detector and feeds it the heartbeats it receives.
+public final class HeartbeatRing: FailureDetector {
     public let me: Int32
     /// By rank: whether that member sends heartbeats (runs a progress thread).
     public let monitored: [Bool]
@@ -44,7 +45,7 @@ public struct HeartbeatRing: Sendable {
     }
 
     /// A heartbeat arrived from `source`.
-    public mutating func heard(from source: Int32, now: UInt64) {
+    public func heard(from source: Int32, now: UInt64) {
         if source == watching { lastHeard = now }
     }
 
@@ -52,7 +53,7 @@ public struct HeartbeatRing: Sendable {
     /// messages that arrived have been received. A new predecessor (after a failure) gets a full
     /// `suspectAfter` from now; so does the watched one after this member was not looking (no
     /// check for over half the suspicion time: it was busy, and cannot judge that silence).
-    public mutating func suspect(now: UInt64, failed: Set<Int32>) -> Int32? {
+    public func suspect(now: UInt64, failed: Set<Int32>) -> Int32? {
         guard isActive else { return nil }
         let previous = predecessor(failed: failed)
         let wasAway = lastChecked != 0 && now &- lastChecked > suspectAfter / 2
@@ -64,5 +65,10 @@ public struct HeartbeatRing: Sendable {
         }
         guard let w = watching, now &- lastHeard > suspectAfter else { return nil }
         return w
+    }
+
+    /// FailureDetector: the watched member, once silent too long.
+    public func detect(now: UInt64, failed: Set<Int32>) -> [Int32] {
+        suspect(now: now, failed: failed).map { [$0] } ?? []
     }
 }

@@ -8,15 +8,9 @@ public final class MessageBuffer {
     private var capacity: Int
 
     public init?(capacity: Int) {
-        guard capacity >= 0 else { return nil }
-        if let (p, c) = BufferPool.take(atLeast: capacity) {
-            base = p
-            self.capacity = c
-        } else {
-            guard let p = malloc(max(capacity, 1)) else { return nil }
-            base = p
-            self.capacity = max(capacity, 1)
-        }
+        guard capacity >= 0, let p = malloc(max(capacity, 1)) else { return nil }
+        base = p
+        self.capacity = max(capacity, 1)
         count = 0
     }
 
@@ -27,7 +21,7 @@ public final class MessageBuffer {
         self.capacity = capacity
     }
 
-    deinit { BufferPool.release(base, capacity: capacity) }
+    deinit { free(base) }
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
@@ -47,11 +41,6 @@ struct ByteWriter {
 
     mutating func reserve(_ extra: Int) throws {
         guard count + extra > capacity else { return }
-        if base == nil, let (p, c) = BufferPool.take(atLeast: extra) {
-            base = p
-            capacity = c
-            return
-        }
         var c = max(capacity * 2, count + extra <= 256 ? count + extra : 256)
         while c < count + extra { c *= 2 }
         guard let p = realloc(base, c) else { throw KVFailure(.noMemory, "cannot allocate a \(c)-byte message") }
@@ -82,47 +71,7 @@ struct ByteWriter {
         return out
     }
 
-    func release() {
-        if let base { BufferPool.release(base, capacity: capacity) }
-    }
-}
-
-/// Large message buffers (batches of a fence or a re-replication) released recently, kept for
-/// the next ones. A fresh buffer costs a page fault per page at first touch (the kernel zeroes
-/// it; in a virtual machine the host may too): profiled, that zeroing was the largest single cost
-/// of shipping bulk data, ahead of the copies themselves. At most `maxPooledBytes` are kept.
-enum BufferPool {
-    static let minBytes = 1 << 20
-    static let maxPooledBytes = 64 << 20
-    nonisolated(unsafe) private static var free: [(pointer: UnsafeMutableRawPointer, capacity: Int)] = []
-    nonisolated(unsafe) private static var pooledBytes = 0
-    private static let lock = FTKVLock()
-
-    /// A pooled buffer of at least `bytes` (and at most twice that, so small messages do not pin
-    /// big buffers), malloc-compatible; nil: allocate one.
-    static func take(atLeast bytes: Int) -> (UnsafeMutableRawPointer, Int)? {
-        guard bytes >= minBytes else { return nil }
-        return lock.withLock {
-            guard let i = free.firstIndex(where: { $0.capacity >= bytes && $0.capacity / 2 <= bytes }) else { return nil }
-            let b = free.remove(at: i)
-            pooledBytes -= b.capacity
-            return (b.pointer, b.capacity)
-        }
-    }
-
-    /// Keeps a malloc'd buffer for reuse, or frees it.
-    static func release(_ p: UnsafeMutableRawPointer, capacity: Int) {
-        if capacity >= minBytes {
-            let kept = lock.withLock { () -> Bool in
-                guard pooledBytes + capacity <= maxPooledBytes else { return false }
-                free.append((p, capacity))
-                pooledBytes += capacity
-                return true
-            }
-            if kept { return }
-        }
-        Glibc.free(p)
-    }
+    func release() { free(base) }
 }
 
 /// Reads little-endian fields; every read is bounds-checked so a malformed message is an error.
