@@ -4,6 +4,9 @@
 # at a random moment (random victim: rank 0, the first coordinator, a middle rank or the last);
 # every survivor must check every acknowledged key byte for byte after the view change and carry
 # on. Every fifth run stops the victim (SIGSTOP past the suspicion time) instead of killing it.
+# Runs 3, 10, 17, ... add a second death inside the view change (5 ranks, 3 copies): the
+# coordinator after announcing its decision to one survivor (FTKV_TEST_FAULT=die-deciding), and
+# runs 6, 13, 20, ... a survivor in the middle of re-replication (die-rereplicating).
 # Needs build/stage (make stage). One line per run, then a summary with the median time from
 # kill to the interrupted fence's return; exit 0 if every run held.
 set -uo pipefail
@@ -28,7 +31,12 @@ for ((run = 1; run <= RUNS; run++)); do
     esac
     stopped=0
     [ $((run % 5)) -eq 0 ] && stopped=1
-    line="$(STOPPED=$stopped ONLINE_STEPS=$((n == 4 ? 200 : 80)) bash "$ROOT/tests/kill/online.sh" "$BIN" "$n" "$victim" 2 $((n == 4 ? 1500 : 2500)))"
+    fault=() replicas=2
+    case $((run % 7)) in
+        3) n=5 victim=$((1 + RANDOM % 4)) replicas=3 stopped=0 fault=(FAULT=die-deciding FAULT_RANK=0) ;;
+        6) n=5 victim=1 replicas=3 stopped=0 fault=(FAULT=die-rereplicating FAULT_RANK=$((2 + RANDOM % 3))) ;;
+    esac
+    line="$(env "${fault[@]}" STOPPED=$stopped ONLINE_STEPS=$((n == 8 ? 80 : 200)) bash "$ROOT/tests/kill/online.sh" "$BIN" "$n" "$victim" "$replicas" $((n == 8 ? 2500 : 1500)))"
     echo "run $run: $line"
     case "$line" in
         *": PASS"*) sed -n 's/.*a fence it interrupted took \([0-9.]*\) s.*/\1/p' <<<"$line" | awk '$1 > 0' >>"$WORK/times" ;;
