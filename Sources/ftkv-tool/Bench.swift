@@ -261,19 +261,6 @@ struct Bench {
         return ns
     }
 
-    /// Writing freshly mapped memory (huge-page advised, as the store's tables are): the kernel
-    /// zeroes every page on first touch. A first checkpoint interval fills its tables from empty,
-    /// so this bounds how fast it can go.
-    /// Returns the rate and the mapping, which the caller unmaps.
-    func firstTouch(bytes: Int) -> (Double, UnsafeMutableRawPointer?) {
-        guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-              p != MAP_FAILED else { return (0, nil) }
-        _ = madvise(p, bytes, MADV_HUGEPAGE)
-        let t0 = now()
-        memset(p, 1, bytes)
-        return (Double(bytes) / (now() - t0) / 1e9, p)
-    }
-
     private func polledSend(_ msg: inout UInt64, to peer: Int) {
         var req: MPI_Request? = cmpi_request_null()
         MPI_Isend(&msg, 8, cmpi_byte(), Int32(peer), 1, cmpi_comm_world(), &req)
