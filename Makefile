@@ -26,8 +26,13 @@ SONAME  := libftkv.so.$(VERSION_MAJOR)
 LIBFILE := libftkv.so.$(VERSION)
 
 # The Swift runtime is linked into libftkv.so and ftkv, so they run without the toolchain.
-# Each variant has its own scratch path: SwiftPM does not relink when only flags change.
-RELEASE_FLAGS := -c release -Xswiftc -static-stdlib
+# Each variant has its own scratch path: SwiftPM does not relink when only flags change (after
+# changing these flags, remove .build-release and .build-install).
+# -enforce-exclusivity=unchecked: no run-time exclusivity checks in the release library (the
+# debug build, which the unit tests and the Swift example run, keeps them). They cost 10-25% on the put
+# loop, put+fence and local gets (ftkv bench, alternated runs; docs/benchmarks.md), and a failed
+# check is a trap that would kill the application's whole job.
+RELEASE_FLAGS := -c release -Xswiftc -static-stdlib -Xswiftc -enforce-exclusivity=unchecked
 RELEASE_BUILD := .build-release
 INSTALL_BUILD := .build-install
 STAGE := $(CURDIR)/build/stage
