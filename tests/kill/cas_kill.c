@@ -33,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "ftkv.h"
-#include "view_change.h"
+#include "kill_common.h"
 
 #define MAX_RANKS 64
 #define MAX_COUNT 100000
@@ -46,17 +46,6 @@ static void fail(const char *fmt, const char *detail) {
     printf("\n");
     fflush(stdout);
     failures++;
-}
-
-static long env_long(const char *name, long dflt) {
-    const char *v = getenv(name);
-    return v && *v ? strtol(v, NULL, 10) : dflt;
-}
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* One line, written at once: the page cache keeps it when the process is killed right after. */

@@ -30,18 +30,12 @@
 #include <string.h>
 #include <time.h>
 #include "ftkv.h"
-#include "view_change.h"
+#include "kill_common.h"
 
 #define KEYS 64
 #define TIMEOUT_S 3.0
 
 static int rank, size, failures;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void fail(const char *what, const char *key, int rc, const kv_store *kv) {
     printf("kill_rank: rank %d FAIL %s (key '%s'): rc %d (%s) %s\n", rank, what, key, rc, kv_strerror(rc), kv_errmsg(kv));
@@ -54,11 +48,6 @@ static size_t fill(unsigned char *buf, int w, int i) {
     unsigned x = (unsigned)(w * 7919 + i * 104729 + 1);
     for (size_t j = 0; j < len; j++) { x = x * 1103515245u + 12345u; buf[j] = (unsigned char)(x >> 16); }
     return len;
-}
-
-static long env_long(const char *name, long dflt) {
-    const char *v = getenv(name);
-    return v && *v ? strtol(v, NULL, 10) : dflt;
 }
 
 static int get_retrying(kv_store *kv, const char *key, void *buf, size_t bufsize, size_t *got) {

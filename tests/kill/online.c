@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "ftkv.h"
-#include "view_change.h"
+#include "kill_common.h"
 
 #define KEYS 100
 #define MAX_STEPS 400
@@ -55,12 +55,6 @@ static void fail(const char *what, const char *key, int rc, const kv_store *kv) 
     failures++;
 }
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Value of key i of writer w at step s: length and bytes depend only on (s, w, i). */
 static size_t fill(unsigned char *buf, int s, int w, int i) {
     size_t len = 16 + (size_t)(s * 131 + w * 37 + i * 11) % 1500;
@@ -78,11 +72,6 @@ static void excluded_exit(kv_store **kv, int rc) {
     fflush(stdout);
     MPI_Finalize();
     exit(0);
-}
-
-static long env_long(const char *name, long dflt) {
-    const char *v = getenv(name);
-    return v && *v ? strtol(v, NULL, 10) : dflt;
 }
 
 /* Retried after each view change it reports (two failures can make two view changes). */

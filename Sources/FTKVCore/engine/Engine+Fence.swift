@@ -26,8 +26,6 @@ extension Engine {
         }
         let interval = writeInterval
         let number = fencesCompleted + 1
-        fenceUnderway = number
-        defer { fenceUnderway = nil }
         let outgoing = pending
         pending = spareTable ?? RecordTable(hugePages: false)
         spareTable = nil
@@ -47,7 +45,6 @@ extension Engine {
             // view change re-replicated them). It is complete here too; the next call reports
             // the view change.
             pendingViewChangeReport = lastReport
-            _ = f
         } catch let f as KVFailure where f.code == .procFailed {
             // The view changed: this interval's writes go back to the pending ones (behind any
             // newer write of the same key), so the retried fence ships them to the new replicas.

@@ -119,9 +119,11 @@ extension Engine {
     /// Shrinks to the decided view and re-replicates, if a view was decided and every survivor
     /// is ready for it. Call with the lock held and no communicator gate held
     /// (MPI_Comm_create_group takes it exclusively).
-    /// A failure here other than a further failed member leaves the store broken.
-    func installDecidedView() {
-        guard let excluded = decidedExclusion, installer == nil, everyoneReady(for: excluded) else { return }
+    /// A failure here other than a further failed member leaves the store broken. Returns
+    /// whether it installed (or tried to install) a view.
+    @discardableResult
+    func installDecidedView() -> Bool {
+        guard let excluded = decidedExclusion, installer == nil, everyoneReady(for: excluded) else { return false }
         installer = pthread_self()
         defer { installer = nil }
         let started = monotonicNanos()
@@ -134,6 +136,7 @@ extension Engine {
             noteFailure(error, inCollective: true)
         }
         lastRecoveryNanos = monotonicNanos() &- started
+        return true
     }
 
     private func installView(excluding excluded: [Int32]) throws {

@@ -107,9 +107,8 @@ public final class Engine: @unchecked Sendable {
     /// Members lost in view changes the application has not been told of yet (KV_EPROCFAILED).
     var pendingViewChangeReport: [Int32]?
     var lastReport: [Int32] = []
-    /// Fences this rank completed, and the number of the one under way (nil: none).
+    /// Fences this rank completed.
     var fencesCompleted: UInt64 = 0
-    var fenceUnderway: UInt64?
     /// The highest count of completed fences among the survivors of the last view change.
     var agreedFencesCompleted: UInt64 = 0
     /// What kv_comm returns: the communicator given to kv_open until a view change, then one of
@@ -378,18 +377,19 @@ public final class Engine: @unchecked Sendable {
     /// One round of progress by the background thread: never waits for the lock.
     func backgroundStep() -> ProgressThread.Step {
         // Heartbeats wait neither for the lock (the application may hold it for seconds) nor for
-        // the communicator gate (kv_comm holds it while the survivors gather to create theirs):
-        // a send is not a probe, the operation the gate keeps away from communicator creation.
+        // the communicator gate (a view change holds it while the survivors create theirs): a
+        // send is not a probe, the operation the gate keeps away from communicator creation.
         heartbeatSender?.sendIfDue(now: monotonicNanos())
         // An application thread in a wait loop is serving: stand aside instead of spinning.
         if applicationWaiters.load(ordering: .relaxed) > 0 { return .standAside }
         let active = backgroundProgress()
         // A decided view is installed here, outside the communicator gate (a wait loop of the
         // application does it as well, whichever comes first).
+        // (Until every survivor is ready for it, this round is as idle as any other.)
         if viewDecided.load(ordering: .acquiring), lock.tryLock() {
-            installDecidedView()
+            let installed = installDecidedView()
             lock.unlock()
-            return .active
+            if installed { return .active }
         }
         return active ? .active : .idle
     }

@@ -17,9 +17,9 @@ struct Incoming {
 /// Framed requests and replies over the store's private communicator. Peers are named by member
 /// id (the rank in the communicator given to kv_open, stable across view changes); the transport
 /// alone maps ids to ranks of its communicator, so a shrunk store gets a new Transport and nothing
-/// else changes. No call waits for another rank: sends are nonblocking and tracked until complete; receives use matched probes
-/// (MPI_Improbe/MPI_Imrecv, safe when several threads probe) and complete over later progress
-/// rounds; waiting, with deadlines, belongs to the caller.
+/// else changes. No call waits for another rank: sends are nonblocking and tracked until
+/// complete; receives use matched probes (MPI_Improbe/MPI_Imrecv, safe when several threads
+/// probe) and complete over later progress rounds; waiting, with deadlines, belongs to the caller.
 /// Not thread-safe by itself: the engine calls it under its lock.
 final class Transport {
     let comm: MPIComm
@@ -42,10 +42,10 @@ final class Transport {
     /// How long a message that has started arriving may take to complete.
     let receiveTimeout: Double
     private var nextRequestID: UInt64 = 1
-    /// Sends not yet complete. One nobody receives within ftkv_timeout (a dead or stopped peer) is
-    /// cancelled and no longer tested every round; the request awaiting its answer times out anyway.
-    /// Sends under way; `info`: whether it is a notice (heartbeats are not activity: an idle
-    /// store must keep backing off while they come and go).
+    /// Sends not yet complete; `info`: whether it is a notice (heartbeats are not activity: an
+    /// idle store must keep backing off while they come and go). One nobody receives within
+    /// ftkv_timeout (a dead or stopped peer) is cancelled and no longer tested every round; the
+    /// request awaiting its answer times out anyway.
     private var sends = PendingOperations<Bool>()
     /// Requests waiting for a reply: the rank that must answer and the kind it must answer with.
     private var awaiting: [UInt64: (source: Int32, kind: Wire.Kind)] = [:]
