@@ -36,6 +36,8 @@ module ftkv
     integer, parameter, public :: KV_EREMOTE = -10   ! another rank refused or failed the request
     integer, parameter, public :: KV_EDATALOSS = -11 ! every copy of some committed data is gone
     integer, parameter, public :: KV_EPROCFAILED = -12 ! a rank the call needed has failed
+    integer, parameter, public :: KV_EDENIED = -13   ! kv_connect: the server refused the secret
+    integer, parameter, public :: KV_ENOSERVER = -14 ! kv_connect: no server at that port or name
 
     ! Limits (bytes; names in characters).
     integer(c_size_t), parameter, public :: KV_MAX_KEY_LEN = 65536_c_size_t

@@ -67,6 +67,10 @@ extern "C" {
 #define KV_EPROCFAILED (-12) /* members failed and the store moved to a new view without them
                               (the call did not complete: retry it; see "Failures" below), or
                               every rank holding a key has failed (kv_get) */
+#define KV_EDENIED   (-13) /* kv_connect: the server refused this client job (wrong or missing
+                              secret); nothing was read or written */
+#define KV_ENOSERVER (-14) /* kv_connect: no server at that port or name (unknown service name,
+                              malformed port, no port file, server stopped) */
 
 /* Limits on keys and values (bytes). */
 #define KV_MAX_KEY_LEN   ((size_t)65536)
@@ -104,6 +108,27 @@ int kv_open(MPI_Comm comm, const char *name, MPI_Info info, kv_store **kv);
  * NUL-terminated: namelen bytes are used. Used by the ftkv Fortran module (ftkv.f90).
  */
 int kv_open_f(MPI_Fint comm, const char *name, size_t namelen, MPI_Fint info, kv_store **kv);
+
+/*
+ * kv_connect - connect this job to a store server (`ftkv serve`, docs/client-server.md).
+ *                                                                    COLLECTIVE over comm.
+ * port: where the server listens: "file:PATH" (the port file the server wrote: port and secret),
+ *       a port name as MPI_Open_port gave it, or a service name the server published (--name;
+ *       across mpirun jobs both sides need `mpirun --ompi-server file:URI`).
+ * comm: this job's intracommunicator. info: MPI_INFO_NULL or keys: ftkv_secret (the server's
+ *       secret, when not given by a port file; or FTKV_SECRET), ftkv_timeout (every wait,
+ *       connecting included; default 60 s).
+ * On the handle, kv_put/kv_get/kv_del/kv_cas work as on an embedded store with sequential
+ * consistency: a put returns once every replica on the server holds it. kv_fence is a barrier of
+ * this job (after it, every rank of this job reads what the others wrote before it). kv_close
+ * disconnects (collective). kv_commit, kv_flush_status, kv_failed, kv_comm, kv_locate return
+ * KV_EMISUSE; kv_stat answers KV_STAT_RANK, KV_STAT_SIZE (of this job) and KV_STAT_REPLICAS.
+ * Returns KV_OK, KV_EINVAL, KV_EMISUSE, KV_ENOSERVER (unknown name, unreadable port file,
+ * malformed port, or no server accepted within ftkv_timeout: a connection attempt to a port
+ * nobody serves leaves a thread blocked inside MPI, so end the job then), KV_EDENIED (wrong or
+ * missing secret), KV_ETIMEDOUT, KV_EMPI. The result is agreed by every rank of comm.
+ */
+int kv_connect(const char *port, MPI_Comm comm, MPI_Info info, kv_store **kv);
 
 /*
  * kv_close - flush (as kv_fence), then release the store.          COLLECTIVE.

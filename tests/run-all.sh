@@ -405,11 +405,13 @@ run_step "ftkv_on_failure=abort: a rank dies while the others wait in their own 
 run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies, one by one down to one survivor, the coordinator dying mid-decision, a survivor dying mid-re-replication), every acknowledged key byte for byte" online_recovery
 run_step "kv_cas: the primary of contended counters SIGKILLed mid-run (4-8 ranks, two at once with 3 copies); no swap lost or doubled" cas_kill
 run_step "restart: kv_commit, job killed, restart on 1-6 ranks; lost directories, damaged files, deaths in kv_commit, full disk" restart_scenarios
+run_step "client/server: ftkv serve on 2 and 4 ranks, two client jobs writing at once, a third reading back byte for byte; wrong or missing secret, unknown name, dead port, stopped server give codes; ftkv stop and SIGTERM" env FTKV_PREFIX="$STAGE" bash tests/server/run.sh
 run_step "examples-c: build with pkg-config" examples_build
 run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
 run_step "examples-c: hello, 4 ranks" ftkv_mpirun 4 90 examples-c/bin/hello
 run_step "examples-c: demo, 1 rank, uninterrupted" demo_fresh 1
 run_step "examples-c: demo, killed on 4 ranks, restarted on 3, killed, restarted on 5, bitwise equal" bash scripts/demo-chain.sh examples-c/bin/demo "$OUT/demo-run"
+run_step "examples-c: client/server demo (ompi-server, ftkv serve, a writer job, a reader job of another size, ftkv stop)" bash scripts/client-server-demo.sh "$STAGE"
 run_step "examples-c: taskfarm, task lists in the store, no failure, then 1 and 2 workers SIGKILLed holding tasks: every task done exactly once" taskfarm
 run_step "examples-c: demo online, a rank killed on 4 ranks, the survivors recover without a restart, bitwise equal" bash scripts/demo-online.sh examples-c/bin/demo "$OUT/demo-online"
 run_step "Fortran: build module, test and example (mpifort)" fortran_build

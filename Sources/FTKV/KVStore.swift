@@ -13,6 +13,10 @@ public struct KVError: Error, Equatable, CustomStringConvertible {
         /// Ranks failed and the store moved to a view without them (the call did not complete:
         /// retry it), or every holder of a key failed. See include/ftkv.h, "Failures".
         case procFailed = -12
+        /// The server refused this client job: wrong or missing secret (KVStore.connect).
+        case denied = -13
+        /// No store server at that port or service name (KVStore.connect).
+        case noServer = -14
     }
     public let code: Code
     public let message: String
@@ -45,13 +49,28 @@ public struct Communicator {
 /// Call `close()` on every rank. A store dropped without it stays open (other ranks may still
 /// need its data) and keeps serving until MPI_Finalize, which stops it.
 public final class KVStore {
-    private let engine: Engine
+    /// The store behind this handle: embedded (init) or a server's (connect).
+    private let engine: KeyValueStore
 
     /// Opens (creates) the store `name` on `communicator`. Collective. `options` takes the
     /// ftkv_* keys of docs/configuration.md; FTKV_* environment variables override them.
     public init(communicator: Communicator = .world, name: String, options: [String: String] = [:]) throws {
         do {
             engine = try Engine.open(comm: communicator.handle, name: name, options: options)
+        } catch let f as KVFailure {
+            throw KVError(f)
+        }
+    }
+
+    private init(connected: KeyValueStore) { engine = connected }
+
+    /// Connects this job to a store server (`ftkv serve`), as kv_connect: `address` is
+    /// "file:PORTFILE", a port name or a published service name. Collective over `communicator`.
+    /// Options: ftkv_secret, ftkv_timeout (docs/client-server.md).
+    public static func connect(to address: String, communicator: Communicator = .world,
+                               options: [String: String] = [:]) throws -> KVStore {
+        do {
+            return KVStore(connected: try RemoteStore.connect(to: address, comm: communicator.handle, options: options))
         } catch let f as KVFailure {
             throw KVError(f)
         }

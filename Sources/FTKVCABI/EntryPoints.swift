@@ -4,19 +4,19 @@ import FTKVCore
 import Glibc
 
 // The C entry points of include/ftkv.h and nothing else: check arguments, map handles to
-// engines, and turn every failure into a result code. Nothing may trap or throw across this
+// stores, and turn every failure into a result code. Nothing may trap or throw across this
 // boundary: a Swift trap would kill the application's whole MPI job.
 
-/// Runs `body` on the engine behind `kv`, mapping failures to codes and kv_errmsg text.
+/// Runs `body` on the store behind `kv`, mapping failures to codes and kv_errmsg text.
 @inline(__always)
-private func withEngine(_ kv: OpaquePointer?, _ body: (Engine) throws -> Int32) -> Int32 {
+private func withStore(_ kv: OpaquePointer?, _ body: (KeyValueStore) throws -> Int32) -> Int32 {
     guard let kv, let handle = Handles.lookup(kv) else {
         let what = kv == nil ? "the kv_store handle is NULL" : "the kv_store handle is not open (closed, or never returned by kv_open)"
         ErrorText.setGlobal(what)
         return KVCode.misuse.rawValue
     }
     do {
-        return try body(handle.engine)
+        return try body(handle.store)
     } catch let failure as KVFailure {
         ErrorText.set(kv, failure.message)
         return failure.code.rawValue
@@ -90,6 +90,25 @@ public func kv_open_f(_ comm: Int32, _ name: UnsafePointer<CChar>?, _ namelen: I
 }
 
 @c @implementation
+public func kv_connect(_ port: UnsafePointer<CChar>?, _ comm: MPI_Comm?, _ info: MPI_Info?,
+                       _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    guard let kv else {
+        ErrorText.setGlobal("kv_connect: the kv_store** argument is NULL")
+        return KVCode.misuse.rawValue
+    }
+    kv.pointee = nil
+    return reportingGlobally("kv_connect") {
+        let store = try RemoteStore.connect(to: port.map { String(cString: $0) }, comm: comm, info: { info })
+        guard let handle = Handles.insert(store) else {
+            try? store.close()
+            throw KVFailure(.noMemory, "too many open stores in this process")
+        }
+        kv.pointee = handle
+        return KVCode.ok.rawValue
+    }
+}
+
+@c @implementation
 public func kv_close(_ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     guard let kv, let value = kv.pointee else { return KVCode.ok.rawValue }
     kv.pointee = nil
@@ -98,7 +117,7 @@ public func kv_close(_ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
         return KVCode.misuse.rawValue
     }
     return reportingGlobally("kv_close") {
-        try handle.engine.close()
+        try handle.store.close()
         return KVCode.ok.rawValue
     }
 }
@@ -106,8 +125,8 @@ public func kv_close(_ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
 @c @implementation
 public func kv_put(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
                    _ value: UnsafeRawPointer?, _ valuelen: Int) -> Int32 {
-    withEngine(kv) { engine in
-        try engine.put(key: try keyBuffer(key, keylen), value: try valueBuffer(value, valuelen))
+    withStore(kv) { store in
+        try store.put(key: try keyBuffer(key, keylen), value: try valueBuffer(value, valuelen))
         return KVCode.ok.rawValue
     }
 }
@@ -116,11 +135,11 @@ public func kv_put(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int
 public func kv_get(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
                    _ buf: UnsafeMutableRawPointer?, _ bufsize: Int, _ valuelen: UnsafeMutablePointer<Int>?) -> Int32 {
     valuelen?.pointee = 0
-    return withEngine(kv) { engine in
+    return withStore(kv) { store in
         let k = try keyBuffer(key, keylen)
         // bufsize beyond Int.max (negative here) cannot be a real buffer: treat as "huge".
         let buffer = buf.map { UnsafeMutableRawBufferPointer(start: $0, count: bufsize < 0 ? Int.max : bufsize) }
-        switch try engine.get(key: k, into: buffer) {
+        switch try store.get(key: k, into: buffer) {
         case .found(let length):
             valuelen?.pointee = length
             return KVCode.ok.rawValue
@@ -135,8 +154,8 @@ public func kv_get(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int
 
 @c @implementation
 public func kv_del(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int) -> Int32 {
-    withEngine(kv) { engine in
-        try engine.del(key: try keyBuffer(key, keylen))
+    withStore(kv) { store in
+        try store.del(key: try keyBuffer(key, keylen))
         return KVCode.ok.rawValue
     }
 }
@@ -157,9 +176,9 @@ public func kv_cas(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int
                    _ expected: UnsafeRawPointer?, _ expectedlen: Int, _ desired: UnsafeRawPointer?, _ desiredlen: Int,
                    _ swapped: UnsafeMutablePointer<Int32>?) -> Int32 {
     swapped?.pointee = 0
-    return withEngine(kv) { engine in
+    return withStore(kv) { store in
         guard let swapped else { throw KVFailure(.invalid, "swapped is NULL") }
-        let done = try engine.compareAndSwap(key: try keyBuffer(key, keylen),
+        let done = try store.compareAndSwap(key: try keyBuffer(key, keylen),
                                              expected: try optionalValue(expected, expectedlen, "expected value"),
                                              desired: try optionalValue(desired, desiredlen, "desired value"))
         swapped.pointee = done ? 1 : 0
@@ -169,16 +188,16 @@ public func kv_cas(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int
 
 @c @implementation
 public func kv_fence(_ kv: OpaquePointer?) -> Int32 {
-    withEngine(kv) { engine in
-        try engine.fence()
+    withStore(kv) { store in
+        try store.fence()
         return KVCode.ok.rawValue
     }
 }
 
 @c @implementation
 public func kv_commit(_ kv: OpaquePointer?, _ version: UnsafeMutablePointer<UInt64>?) -> Int32 {
-    withEngine(kv) { engine in
-        let v = try engine.commit()
+    withStore(kv) { store in
+        let v = try store.commit()
         version?.pointee = v
         return KVCode.ok.rawValue
     }
@@ -186,10 +205,10 @@ public func kv_commit(_ kv: OpaquePointer?, _ version: UnsafeMutablePointer<UInt
 
 @c @implementation
 public func kv_flush_status(_ kv: OpaquePointer?, _ version: UInt64, _ flushed: UnsafeMutablePointer<Int32>?) -> Int32 {
-    withEngine(kv) { engine in
+    withStore(kv) { store in
         guard let flushed else { throw KVFailure(.invalid, "flushed is NULL") }
         flushed.pointee = 0
-        flushed.pointee = try engine.flushed(version) ? 1 : 0
+        flushed.pointee = try store.flushed(version) ? 1 : 0
         return KVCode.ok.rawValue
     }
 }
@@ -197,10 +216,10 @@ public func kv_flush_status(_ kv: OpaquePointer?, _ version: UInt64, _ flushed: 
 @c @implementation
 public func kv_failed(_ kv: OpaquePointer?, _ ranks: UnsafeMutablePointer<Int32>?, _ maxranks: Int32,
                       _ count: UnsafeMutablePointer<Int32>?) -> Int32 {
-    withEngine(kv) { engine in
+    withStore(kv) { store in
         guard let count else { throw KVFailure(.invalid, "count is NULL") }
         guard maxranks >= 0, ranks != nil || maxranks == 0 else { throw KVFailure(.invalid, "ranks is NULL but maxranks is \(maxranks)") }
-        let failed = try engine.failed()
+        let failed = try store.failed()
         for (i, r) in failed.prefix(Int(maxranks)).enumerated() { ranks![i] = r }
         count.pointee = Int32(failed.count)
         return KVCode.ok.rawValue
@@ -209,18 +228,18 @@ public func kv_failed(_ kv: OpaquePointer?, _ ranks: UnsafeMutablePointer<Int32>
 
 @c @implementation
 public func kv_comm(_ kv: OpaquePointer?, _ comm: UnsafeMutablePointer<MPI_Comm?>?) -> Int32 {
-    withEngine(kv) { engine in
+    withStore(kv) { store in
         guard let comm else { throw KVFailure(.invalid, "comm is NULL") }
-        comm.pointee = try engine.communicator()
+        comm.pointee = try store.communicator()
         return KVCode.ok.rawValue
     }
 }
 
 @c @implementation
 public func kv_comm_f(_ kv: OpaquePointer?, _ comm: UnsafeMutablePointer<Int32>?) -> Int32 {
-    withEngine(kv) { engine in
+    withStore(kv) { store in
         guard let comm else { throw KVFailure(.invalid, "comm is NULL") }
-        comm.pointee = cmpi_comm_c2f(try engine.communicator())
+        comm.pointee = cmpi_comm_c2f(try store.communicator())
         return KVCode.ok.rawValue
     }
 }
@@ -228,12 +247,12 @@ public func kv_comm_f(_ kv: OpaquePointer?, _ comm: UnsafeMutablePointer<Int32>?
 @c @implementation
 public func kv_locate(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: Int,
                       _ ranks: UnsafeMutablePointer<Int32>?, _ maxranks: Int32, _ nranks: UnsafeMutablePointer<Int32>?) -> Int32 {
-    withEngine(kv) { engine in
+    withStore(kv) { store in
         guard let nranks else { throw KVFailure(.invalid, "nranks is NULL") }
         guard maxranks >= 0, maxranks == 0 || ranks != nil else {
             throw KVFailure(.invalid, "ranks is NULL or maxranks is negative")
         }
-        let located = try engine.locate(key: try keyBuffer(key, keylen))
+        let located = try store.locate(key: try keyBuffer(key, keylen))
         for (i, r) in located.prefix(Int(maxranks)).enumerated() { ranks![i] = r }
         nranks.pointee = Int32(located.count)
         return KVCode.ok.rawValue
@@ -242,10 +261,10 @@ public func kv_locate(_ kv: OpaquePointer?, _ key: UnsafeRawPointer?, _ keylen: 
 
 @c @implementation
 public func kv_stat(_ kv: OpaquePointer?, _ what: Int32, _ value: UnsafeMutablePointer<UInt64>?) -> Int32 {
-    withEngine(kv) { engine in
+    withStore(kv) { store in
         guard let value else { throw KVFailure(.invalid, "value is NULL") }
         guard let kind = StatKind(rawValue: what) else { throw KVFailure(.invalid, "unknown statistic \(what)") }
-        value.pointee = try engine.stat(kind)
+        value.pointee = try store.stat(kind)
         return KVCode.ok.rawValue
     }
 }

@@ -1,11 +1,11 @@
 import FTKVCore
 import Glibc
 
-/// One kv_store handle: the engine behind it.
+/// One kv_store handle: the store behind it (embedded, kv_open; or a server's, kv_connect).
 final class Handle {
-    let engine: Engine
+    let store: KeyValueStore
 
-    init(engine: Engine) { self.engine = engine }
+    init(store: KeyValueStore) { self.store = store }
 }
 
 /// kv_store pointers are not addresses: they encode a registry slot, a generation and a marker,
@@ -19,7 +19,7 @@ enum Handles {
     private static let marker: UInt = 0x6B76 << 48 // "kv"
     private static let slotBits: UInt = 24
 
-    static func insert(_ engine: Engine) -> OpaquePointer? {
+    static func insert(_ store: KeyValueStore) -> OpaquePointer? {
         lock.withLock {
             let slot: Int
             if let reused = freeSlots.popLast() {
@@ -31,7 +31,7 @@ enum Handles {
                 slot = slots.count - 1
             }
             generations[slot] = (generations[slot] &+ 1) & 0xFF_FFFF
-            slots[slot] = Handle(engine: engine)
+            slots[slot] = Handle(store: store)
             let bits = marker | (UInt(generations[slot]) << slotBits) | UInt(slot + 1)
             return OpaquePointer(bitPattern: bits)
         }

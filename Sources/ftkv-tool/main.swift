@@ -1,6 +1,6 @@
 import Glibc
 
-// The `ftkv` command. Subcommands grow with the project (serve comes later).
+// The `ftkv` command.
 let usage = """
 usage: ftkv <command> [options]
   inspect DIR...                the committed versions on disk: ranks, nodes, keys, sizes, where
@@ -15,6 +15,15 @@ usage: ftkv <command> [options]
   bench-recovery [--mib N] [--value-kib K]
                                 a rank killed: detection, shrink and re-replication times and
                                 throughput beside MPI bandwidth (mpirun --enable-recovery, 3+ ranks)
+  serve --port-file PATH | --name NAME [--secret-file F] [--replicas R] [--timeout S]
+                                serve a store to client jobs (kv_connect) from every rank of
+                                this mpirun job; stops on `ftkv stop` or SIGTERM
+  stop --port-file PATH | --name NAME | --port PORT
+                                ask a server to stop (secret from the port file or FTKV_SECRET)
+  bench-client ADDRESS [--ops N]
+                                a client job measuring a store server: put/get rates and 1 MiB
+                                MiB/s beside an echo through the server, MPI ping-pong and an
+                                embedded store, all in the same run
   version                       print the library version
 DIR is an ftkv_dir (FTKV_DIR) or one store's directory in it; give one per node for node-local
 directories.
@@ -30,6 +39,12 @@ case "bench-commit":
     exit(CommitBench.run(arguments: Array(args.dropFirst())))
 case "bench-recovery":
     exit(RecoveryBench.run(arguments: Array(args.dropFirst())))
+case "serve":
+    exit(Serve.run(arguments: Array(args.dropFirst())))
+case "bench-client":
+    exit(ClientBench.run(arguments: Array(args.dropFirst())))
+case "stop":
+    exit(Serve.stop(arguments: Array(args.dropFirst())))
 case "bench":
     exit(Bench.run(arguments: Array(args.dropFirst())))
 case "version", "--version":

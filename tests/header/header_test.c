@@ -44,7 +44,8 @@ int main(void) {
     errmsg_t k = kv_errmsg;
     version_t l = kv_version;
     int codes[] = {KV_OK, KV_ENOTFOUND, KV_ETOOSMALL, KV_EINVAL, KV_EMISUSE, KV_ENOMEM,
-                   KV_EIO, KV_EMPI, KV_ETIMEDOUT, KV_EINTERNAL, KV_EREMOTE, KV_EDATALOSS, KV_EPROCFAILED};
+                   KV_EIO, KV_EMPI, KV_ETIMEDOUT, KV_EINTERNAL, KV_EREMOTE, KV_EDATALOSS, KV_EPROCFAILED,
+                   KV_EDENIED, KV_ENOSERVER};
     int stats[] = {KV_STAT_RANK, KV_STAT_SIZE, KV_STAT_REPLICAS, KV_STAT_NODES,
                    KV_STAT_LOCAL_KEYS, KV_STAT_LOCAL_BYTES, KV_STAT_PENDING_OPS,
                    KV_STAT_PROGRESS_THREAD, KV_STAT_EPOCH, KV_STAT_REQUESTS_SERVED,
@@ -54,6 +55,6 @@ int main(void) {
     int version = FTKV_VERSION_MAJOR * 10000 + FTKV_VERSION_MINOR * 100 + FTKV_VERSION_PATCH;
     kv_store *kv = NULL;
     int all = a && b && c && d && e && f && g && h && i && j && k && l && m && n && o && p && q && r && kv == NULL;
-    return all && codes[9] == -9 && codes[10] == -10 && codes[11] == -11 && codes[12] == -12 && stats[9] == 10 &&
+    return all && codes[9] == -9 && codes[10] == -10 && codes[11] == -11 && codes[12] == -12 && codes[13] == -13 && codes[14] == -14 && stats[9] == 10 &&
            stats[10] == 11 && stats[11] == 12 && stats[12] == 13 && stats[13] == 14 && stats[14] == 15 && limits[0] == 65536 && version >= 0 ? 0 : 1;
 }

@@ -53,10 +53,12 @@ public struct StoreConfig: Sendable, Equatable {
     /// What a failed member does to the job: the survivors carry on (view change), or the job
     /// is ended at once (a bulk-synchronous code whose own exchanges would hang on the dead).
     public var abortOnFailure = false
+    /// kv_connect: the secret the server asks of client jobs (also read from a port file).
+    public var secret: String?
 
     public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node",
                               "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir", "ftkv_heartbeat", "ftkv_suspect_after",
-                              "ftkv_on_failure"]
+                              "ftkv_on_failure", "ftkv_secret"]
 
     public init() {}
 
@@ -142,6 +144,13 @@ public struct StoreConfig: Sendable, Equatable {
         }
         if config.heartbeatSeconds > 0 && config.suspectAfterSeconds < 3 * config.heartbeatSeconds {
             throw KVFailure(.invalid, "ftkv_suspect_after (\(config.suspectAfterSeconds) s) must be at least 3 heartbeats (ftkv_heartbeat = \(config.heartbeatSeconds) s)")
+        }
+        if let (text, source) = value("ftkv_secret") {
+            let secret = text.trimmingSpaces
+            guard !secret.isEmpty, secret.utf8.count <= 1024 else {
+                throw KVFailure(.invalid, "\(source): expected a secret of 1 to 1024 bytes")
+            }
+            config.secret = secret
         }
         if let (text, source) = value("ftkv_keep") {
             guard let k = Int(text.trimmingSpaces), k >= 1, k <= 1_000_000 else {

@@ -66,9 +66,9 @@ public enum FileSystem {
     }
 
     /// Writes `bytes` to `path` via a temporary name: readers see the old file or the new one,
-    /// never a part.
-    public static func writeAtomically(_ bytes: [UInt8], to path: String, temporarySuffix: String) throws {
-        try replaceAtomically(path, temporarySuffix: temporarySuffix) { fd, tmp in
+    /// never a part. `mode`: the new file's permissions (0600 for a file holding a secret).
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, temporarySuffix: String, mode: mode_t = 0o644) throws {
+        try replaceAtomically(path, temporarySuffix: temporarySuffix, mode: mode) { fd, tmp in
             try bytes.withUnsafeBytes { try writeAll(fd, $0, path: tmp) }
         }
     }
@@ -97,10 +97,12 @@ public enum FileSystem {
 
     /// `fill` writes a new file at path + suffix, which is fsynced, renamed over `path`, and the
     /// directory fsynced; on failure the temporary file is removed.
-    private static func replaceAtomically(_ path: String, temporarySuffix: String,
+    private static func replaceAtomically(_ path: String, temporarySuffix: String, mode: mode_t = 0o644,
                                           fill: (_ fd: Int32, _ tmp: String) throws -> Void) throws {
         let tmp = path + temporarySuffix
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // O_EXCL: a file at the temporary name (someone else's) is never written through.
+        unlink(tmp)
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw failure("cannot create", tmp) }
         var ok = false
         defer {

@@ -17,6 +17,9 @@ enum Collectives {
 
     static func isNull(_ comm: MPIComm) -> Bool { comm == cmpi_comm_null() }
 
+    /// MPI_COMM_SELF.
+    static var selfCommunicator: MPIComm { cmpi_comm_self() }
+
     static func isIntercommunicator(_ comm: MPIComm) throws -> Bool {
         var flag: Int32 = 0
         guard MPI_Comm_test_inter(comm, &flag) == MPI_SUCCESS else {
@@ -231,12 +234,21 @@ enum Collectives {
         return flag != 0
     }
 
+    /// Completes a nonblocking operation with a deadline, polling with backoff (no engine serves
+    /// meanwhile: kv_open, and a client job's own collectives).
+    /// `restMicros`: the sleep once idle for long (a wait that may last hours, like a server's
+    /// acceptors between clients, wakes rarely).
+    static func complete(_ request: inout MPIRequest, seconds: Double, what: String, restMicros: Int? = nil) throws {
+        try wait(&request.handle, seconds: seconds, what: what, restMicros: restMicros)
+    }
+
     /// Completes a nonblocking collective where no engine exists yet to serve requests meanwhile
     /// (kv_open): polls with a deadline and backoff.
-    private static func wait(_ request: inout MPI_Request?, seconds: Double, what: String) throws {
+    private static func wait(_ request: inout MPI_Request?, seconds: Double, what: String, restMicros: Int? = nil) throws {
         var r = MPIRequest(request)
-        try Polling.until(seconds: seconds, { try test(&r, what: what) ? .done : .idle }) {
-            KVFailure(.timedOut, "\(what) did not complete within \(seconds) s: are all ranks calling kv_open?")
+        var backoff = Backoff(restMicros: restMicros)
+        try Polling.until(seconds: seconds, pause: { _ in backoff.pause() }, { try test(&r, what: what) ? .done : .idle }) {
+            KVFailure(.timedOut, "\(what) did not complete within \(seconds) s: are all ranks making the call?")
         }
         request = r.handle
     }

@@ -14,6 +14,8 @@ public enum KVCode: Int32, Sendable, CaseIterable {
     case remote = -10
     case dataLoss = -11
     case procFailed = -12
+    case denied = -13
+    case noServer = -14
 
     /// Static text for a code; kv_strerror returns these bytes.
     public var text: StaticString {
@@ -31,6 +33,8 @@ public enum KVCode: Int32, Sendable, CaseIterable {
         case .remote: return "another rank refused or could not carry out the request"
         case .dataLoss: return "every stored copy of some committed data is missing or damaged"
         case .procFailed: return "a rank involved has failed"
+        case .denied: return "the server refused this client job (wrong or missing secret)"
+        case .noServer: return "no store server at that port or name (unknown name, bad port, stopped server)"
         }
     }
 }

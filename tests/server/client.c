@@ -1,0 +1,208 @@
+/*
+ * A client job of a store server (kv_connect). Usage:
+ *   client ADDRESS write PREFIX N   every rank puts N keys PREFIX/<rank>/<i>, fences, then reads
+ *                                   back the keys of the next rank of its job byte for byte
+ *   client ADDRESS read PREFIX W N  every key PREFIX/<w>/<i> of a writer job of W ranks is read
+ *                                   (shared among this job's ranks) and checked byte for byte
+ *   client PORTFILE raw MODE        (1 rank) not a kv_connect client: connects with MPI itself and
+ *                                   MODE "silent" sends no hello (and expects KV_ETIMEDOUT as the
+ *                                   server's answer); "junk" says hello with the secret,
+ *                                   then sends malformed requests (truncated, bad magic, lying
+ *                                   lengths, unknown kind), checks the codes of those that can
+ *                                   be answered, and leaves
+ * Values are 1..300 bytes, a function of (prefix, writer rank, index): any loss, mix-up or
+ * truncation shows. Exit status 0 only if every check held; prints one summary line per rank 0.
+ */
+#include <mpi.h>
+#include <ftkv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+
+static size_t make_value(const char *prefix, int w, int i, unsigned char *out) {
+    unsigned h = 2166136261u;
+    for (const char *p = prefix; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ (unsigned)w) * 16777619u;
+    h = (h ^ (unsigned)i) * 16777619u;
+    size_t len = 1 + h % 300;
+    for (size_t j = 0; j < len; j++) out[j] = (unsigned char)(h >> (j % 24)) ^ (unsigned char)j;
+    return len;
+}
+
+static int check(kv_store *kv, const char *prefix, int w, int i) {
+    char key[128];
+    unsigned char want[300], got[400];
+    int klen = snprintf(key, sizeof key, "%s/%d/%d", prefix, w, i);
+    size_t wlen = make_value(prefix, w, i, want), glen = 0;
+    int rc = kv_get(kv, key, (size_t)klen, got, sizeof got, &glen);
+    if (rc != KV_OK) {
+        fprintf(stderr, "client: get %s: %s (%s)\n", key, kv_strerror(rc), kv_errmsg(kv));
+        return 1;
+    }
+    if (glen != wlen || memcmp(got, want, wlen) != 0) {
+        fprintf(stderr, "client: get %s: %zu bytes, expected %zu, or different bytes\n", key, glen, wlen);
+        return 1;
+    }
+    return 0;
+}
+
+/* The client/server header (docs/client-server.md): magic "FTKC", kind, 2 reserved bytes
+ * (here 3), request id, argument; little-endian, as this machine is. */
+static size_t frame(unsigned char *out, unsigned kind, uint64_t id, int64_t arg, const void *body, size_t n) {
+    uint32_t magic = 0x434b5446u;
+    memcpy(out, &magic, 4);
+    out[4] = (unsigned char)kind;
+    memset(out + 5, 0, 3);
+    memcpy(out + 8, &id, 8);
+    memcpy(out + 16, &arg, 8);
+    if (n) memcpy(out + 24, body, n);
+    return 24 + n;
+}
+
+static int raw_client(const char *portfile, const char *mode) {
+    char port[MPI_MAX_PORT_NAME + 1] = {0}, secret[1100] = {0};
+    FILE *f = fopen(portfile, "r");
+    if (!f || !fgets(port, sizeof port, f) || !fgets(secret, sizeof secret, f)) { fprintf(stderr, "raw: no port file\n"); return 1; }
+    fclose(f);
+    port[strcspn(port, "\n")] = 0;
+    secret[strcspn(secret, "\n")] = 0;
+    MPI_Comm inter;
+    MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+    if (MPI_Comm_connect(port, MPI_INFO_NULL, 0, MPI_COMM_SELF, &inter) != MPI_SUCCESS) { fprintf(stderr, "raw: connect failed\n"); return 1; }
+    MPI_Comm_set_errhandler(inter, MPI_ERRORS_RETURN);
+    int servers = 0;
+    MPI_Comm_remote_size(inter, &servers);
+    unsigned char buf[512];
+    if (strcmp(mode, "junk") == 0) {
+        size_t n = frame(buf, 1, 0, 1, secret, strlen(secret));
+        MPI_Send(buf, (int)n, MPI_BYTE, 0, 7103, inter);
+        MPI_Status st;
+        MPI_Recv(buf, sizeof buf, MPI_BYTE, 0, 7104, inter, &st);
+        int64_t code;
+        memcpy(&code, buf + 16, 8);
+        printf("raw: welcome code %lld\n", (long long)code);
+        /* The server accepted on its rank 0 alone; accepted jobs widen the connection to every
+         * server rank (merge, then MPI_Intercomm_create with tag 7105), as kv_connect does. */
+        MPI_Comm merged, full;
+        MPI_Intercomm_merge(inter, 1, &merged);
+        MPI_Intercomm_create(MPI_COMM_SELF, 0, merged, 0, 7105, &full);
+        MPI_Comm_free(&merged);
+        MPI_Comm_free(&inter);
+        inter = full;
+        MPI_Comm_set_errhandler(inter, MPI_ERRORS_RETURN);
+        MPI_Comm_remote_size(inter, &servers);
+        for (int s = 0; s < servers; s++) {
+            unsigned char junk[64];
+            MPI_Send(buf, 3, MPI_BYTE, s, 7101, inter);                          /* truncated */
+            memset(junk, 0xAB, sizeof junk);
+            MPI_Send(junk, sizeof junk, MPI_BYTE, s, 7101, inter);                /* bad magic */
+            uint32_t lie = 0x7fffffffu;
+            n = frame(buf, 4, 1, 0, &lie, 4);                                     /* put, key length beyond the frame */
+            MPI_Send(buf, (int)n, MPI_BYTE, s, 7101, inter);
+            n = frame(buf, 99, 2, 0, NULL, 0);                                    /* unknown kind */
+            MPI_Send(buf, (int)n, MPI_BYTE, s, 7101, inter);
+            n = frame(buf, 5, 3, -5, "k", 1);                                     /* get, negative capacity */
+            MPI_Send(buf, (int)n, MPI_BYTE, s, 7101, inter);
+        }
+        /* The two well-framed ones are answered with codes: the lying put KV_EREMOTE, the get of a
+         * key never written KV_ENOTFOUND. Then this job leaves as a client does. */
+        int bad = 0;
+        for (int s = 0; s < servers; s++) {
+            for (int k = 0; k < 2; k++) {
+                MPI_Recv(buf, sizeof buf, MPI_BYTE, s, 7102, inter, &st);
+                uint64_t id;
+                memcpy(&id, buf + 8, 8);
+                memcpy(&code, buf + 16, 8);
+                if (!((id == 1 && code == -10) || (id == 3 && code == -1))) {
+                    fprintf(stderr, "raw: server rank %d answered request %llu with %lld\n", s, (unsigned long long)id, (long long)code);
+                    bad = 1;
+                }
+            }
+            n = frame(buf, 9, 0, 0, NULL, 0);
+            MPI_Send(buf, (int)n, MPI_BYTE, s, 7101, inter);
+        }
+        MPI_Comm_disconnect(&inter);
+        printf("raw junk: %s\n", bad ? "FAIL" : "malformed requests dropped or answered with codes");
+        return bad;
+    }
+    /* Silent: the server gives up on the hello after its deadline and says so (KV_ETIMEDOUT). The
+     * answer is awaited: a process that is gone by then would leave the server writing to a
+     * closed connection (see docs/client-server.md, "A client job that dies"). */
+    MPI_Status st;
+    MPI_Recv(buf, sizeof buf, MPI_BYTE, 0, 7104, inter, &st);
+    int64_t code;
+    memcpy(&code, buf + 16, 8);
+    MPI_Comm_free(&inter);
+    printf("raw silent: the server answered %lld\n", (long long)code);
+    return code == -8 ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+    int provided, rank, size;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (argc == 4 && strcmp(argv[2], "raw") == 0) {
+        int rc = raw_client(argv[1], argv[3]);
+        MPI_Finalize();
+        return rc;
+    }
+    if (argc < 5) {
+        if (rank == 0) fprintf(stderr, "usage: client ADDRESS write PREFIX N | client ADDRESS read PREFIX W N\n");
+        MPI_Finalize();
+        return 2;
+    }
+    const char *address = argv[1], *mode = argv[2], *prefix = argv[3];
+    kv_store *kv = NULL;
+    double t0 = MPI_Wtime();
+    int rc = kv_connect(address, MPI_COMM_WORLD, MPI_INFO_NULL, &kv);
+    if (rc != KV_OK) {
+        /* The code is what the tests check: printed on one line, the detail beside it. */
+        if (rank == 0) printf("connect: %s (%d): %s\n", kv_strerror(rc), rc, kv_errmsg(NULL));
+        MPI_Finalize();
+        return 3;
+    }
+    int bad = 0, n = 0, writers = 0;
+    if (strcmp(mode, "write") == 0) {
+        n = atoi(argv[4]);
+        unsigned char value[300];
+        char key[128];
+        for (int i = 0; i < n; i++) {
+            int klen = snprintf(key, sizeof key, "%s/%d/%d", prefix, rank, i);
+            size_t vlen = make_value(prefix, rank, i, value);
+            if ((rc = kv_put(kv, key, (size_t)klen, value, vlen)) != KV_OK) {
+                fprintf(stderr, "client %d: put %s: %s (%s)\n", rank, key, kv_strerror(rc), kv_errmsg(kv));
+                bad++;
+                break;
+            }
+        }
+        if ((rc = kv_fence(kv)) != KV_OK) { fprintf(stderr, "client %d: fence: %s\n", rank, kv_errmsg(kv)); bad++; }
+        for (int i = 0; i < n && !bad; i++) bad += check(kv, prefix, (rank + 1) % size, i);
+    } else if (strcmp(mode, "read") == 0 && argc >= 6) {
+        writers = atoi(argv[4]);
+        n = atoi(argv[5]);
+        for (long k = rank; k < (long)writers * n && bad < 10; k += size) bad += check(kv, prefix, (int)(k / n), (int)(k % n));
+        /* A key nobody wrote is not found. */
+        size_t len = 0;
+        char none[128];
+        int nlen = snprintf(none, sizeof none, "%s/none/%d", prefix, rank);
+        if ((rc = kv_get(kv, none, (size_t)nlen, NULL, 0, &len)) != KV_ENOTFOUND) {
+            fprintf(stderr, "client %d: a key never written gave %d, not KV_ENOTFOUND\n", rank, rc);
+            bad++;
+        }
+    } else {
+        bad = 1;
+    }
+    /* Calls the server owns are refused with a code. */
+    uint64_t version;
+    if (kv_commit(kv, &version) != KV_EMISUSE) { fprintf(stderr, "client %d: kv_commit on a client handle was not KV_EMISUSE\n", rank); bad++; }
+    if ((rc = kv_close(&kv)) != KV_OK) { fprintf(stderr, "client %d: close: %s\n", rank, kv_errmsg(NULL)); bad++; }
+    int total = 0;
+    MPI_Allreduce(&bad, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0)
+        printf("client %s %s: %d ranks, %s, %.2f s\n", mode, prefix, size, total ? "FAILED" : "all keys read back byte for byte",
+               MPI_Wtime() - t0);
+    MPI_Finalize();
+    return total ? 1 : 0;
+}

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# tests/server/run.sh - client/server mode (ftkv serve, kv_connect) across separate mpirun jobs.
+#
+# Starts ompi-server on loopback (stopped by its PID at the end), then for servers of 2 and 4
+# ranks: two client jobs of 2 ranks write 10,000 keys each at the same time; a job of 3 ranks
+# reads every key of both back byte for byte, by the port file and by the published name; a
+# wrong secret and a missing one are refused (KV_EDENIED); an unknown name and a port nobody
+# serves give KV_ENOSERVER within the deadline; a raw MPI client that says no hello, and one that
+# sends malformed requests, leave the server serving. The 2-rank server is stopped with `ftkv stop`
+# (after which its port file, its name and its old port give KV_ENOSERVER); the 4-rank one with
+# SIGTERM to its mpirun (port file withdrawn at once).
+# Usage: FTKV_PREFIX=build/stage bash tests/server/run.sh   (run-all.sh does this)
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT" || exit 2
+. tests/mpi-env.sh
+PREFIX="${FTKV_PREFIX:-$ROOT/build/stage}"
+FTKV="$PREFIX/bin/ftkv"
+WORK="$(mktemp -d /tmp/ftkv-server-test.XXXXXX)"
+CLIENT="$WORK/client"
+fail=0
+pids=()
+
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    sleep 0.5
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+mpicc -std=c99 -O2 -Wall -Wextra tests/server/client.c -o "$CLIENT" \
+    -I"$PREFIX/include" -L"$PREFIX/lib" -Wl,-rpath,"$PREFIX/lib" -lftkv || exit 1
+
+ompi-server --no-daemonize -r "$WORK/uri" >"$WORK/ompi-server.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$WORK/uri" ] && break; sleep 0.1; done
+[ -s "$WORK/uri" ] || { echo "ompi-server did not start"; cat "$WORK/ompi-server.log"; exit 1; }
+OMPI_SERVER=(--ompi-server "file:$WORK/uri")
+
+# client NRANKS ARGS...: one client job; its output in $WORK/${OUT:-last}.out, its exit status
+# returned.
+client() {
+    local n="$1" out="$WORK/${OUT:-last}.out"
+    shift
+    FTKV_MPIRUN_TRACES=0 ftkv_mpirun "$n" 120 "${OMPI_SERVER[@]}" -x FTKV_SECRET -x FTKV_TIMEOUT "$CLIENT" "$@" \
+        >"$out" 2>&1
+    local rc=$?
+    grep -E '^(client|connect)' "$out"
+    return "$rc"
+}
+
+# expect_code CODE SECONDS DESCRIPTION NRANKS ARGS...: a client job whose kv_connect must give
+# CODE (e.g. -13) within SECONDS.
+expect_code() {
+    local code="$1" limit="$2" what="$3"
+    shift 3
+    local t0 t1
+    t0=$(date +%s.%N)
+    client "$@"
+    t1=$(date +%s.%N)
+    local took
+    took=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    if grep -q "^connect: .*($code)" "$WORK/last.out" && awk -v t="$took" -v l="$limit" 'BEGIN { exit !(t <= l) }'; then
+        echo "ok: $what: code $code in ${took} s"
+    else
+        echo "FAIL: $what: expected code $code within $limit s (took ${took} s)"
+        sed -n 1,20p "$WORK/last.out"
+        fail=1
+    fi
+}
+
+serve_and_test() {
+    local s="$1" name="ftkv-test-$1-$$" pf="$WORK/port-$1" log="$WORK/server-$1.log"
+    echo "=== server of $s ranks"
+    # mpirun itself, in the background: its PID is what SIGTERM goes to.
+    mpirun --oversubscribe --bind-to none --timeout 300 -n "$s" "${OMPI_SERVER[@]}" \
+        "$FTKV" serve --port-file "$pf" --name "$name" --timeout 30 >"$log" 2>&1 &
+    local server=$!
+    pids+=("$server")
+    for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
+    [ -f "$pf" ] || { echo "FAIL: the server wrote no port file"; cat "$log"; fail=1; return; }
+    [ "$(stat -c %a "$pf")" = 600 ] || { echo "FAIL: the port file is not mode 0600"; fail=1; }
+    local secret port
+    secret="$(sed -n 2p "$pf")"
+    port="$(sed -n 1p "$pf")"
+
+    # Guarantee 1: two jobs write at once (10,000 keys each), a third of another size reads.
+    # Both through the port file, at once (they take turns to connect: ConnectTurn).
+    unset FTKV_SECRET
+    export FTKV_TIMEOUT=30
+    OUT=a client 2 "file:$pf" write A 5000 >"$WORK/a.txt" &
+    local a=$!
+    OUT=b client 2 "file:$pf" write B 5000 >"$WORK/b.txt" &
+    local b=$!
+    wait "$a" || { echo "FAIL: writer job A"; fail=1; }
+    wait "$b" || { echo "FAIL: writer job B"; fail=1; }
+    cat "$WORK/a.txt" "$WORK/b.txt"
+    client 3 "file:$pf" read A 2 5000 || { echo "FAIL: reading A back"; fail=1; }
+    FTKV_SECRET="$secret" client 3 "$name" read B 2 5000 || { echo "FAIL: reading B back"; fail=1; }
+
+    # Guarantee 6: clients that are not ours. One connects and says nothing (the server moves to a
+    # new port: the port file follows), one sends malformed requests.
+    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$CLIENT" "$pf" raw silent || { echo "FAIL: raw silent client"; fail=1; }
+    for _ in $(seq 300); do grep -q "now listening on port" "$log" && break; sleep 0.1; done
+    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$CLIENT" "$pf" raw junk || { echo "FAIL: raw junk client"; fail=1; }
+    grep -q "bad hello" "$log" || { echo "FAIL: the silent client was not refused"; fail=1; }
+    grep -q "dropped a malformed message" "$log" || { echo "FAIL: no malformed message was dropped"; fail=1; }
+    client 3 "file:$pf" read A 2 5000 || { echo "FAIL: reading A back after the raw clients"; fail=1; }
+    port="$(sed -n 1p "$pf")"
+
+    # Guarantee 5: no secret, a wrong one: refused, nothing read or written.
+    FTKV_SECRET=wrong expect_code -13 20 "a wrong secret" 2 "file:$pf" read A 2 5
+    expect_code -13 20 "no secret (the bare port name)" 2 "$port" read A 2 5
+    grep -q "refused a client job of 2 ranks: wrong secret" "$log" || { echo "FAIL: no log line for the refusal"; fail=1; }
+
+    # Guarantee 4: an unknown name, a port nobody serves.
+    expect_code -14 20 "an unknown service name" 1 "no-such-server-$$" read A 1 1
+    FTKV_TIMEOUT=3 expect_code -14 25 "a port nobody serves (ftkv_timeout=3)" 1 "4242.0:4242" read A 1 1
+
+    if [ "$s" -eq 2 ]; then
+        FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop"; fail=1; }
+        wait "$server"
+        local rc=$?
+        [ "$rc" -eq 0 ] || { echo "FAIL: the server exited with $rc after ftkv stop"; fail=1; }
+        grep -q "stopped after [0-9]* client job" "$log" || { echo "FAIL: the server did not report its orderly stop"; fail=1; }
+        [ -e "$pf" ] && { echo "FAIL: the port file outlived the server"; fail=1; }
+        expect_code -14 20 "a stopped server's port file" 1 "file:$pf" read A 1 1
+        FTKV_SECRET="$secret" expect_code -14 20 "a stopped server's name" 1 "$name" read A 1 1
+        FTKV_SECRET="$secret" FTKV_TIMEOUT=3 expect_code -14 25 "a stopped server's port (ftkv_timeout=3)" 1 "$port" read A 1 1
+    else
+        kill -TERM "$server"
+        wait "$server"
+        grep -q "SIGTERM: port file and name withdrawn" "$log" || { echo "FAIL: no SIGTERM stop line"; fail=1; }
+        [ -e "$pf" ] && { echo "FAIL: the port file outlived SIGTERM"; fail=1; }
+    fi
+    echo "--- server log ($s ranks):"
+    cat "$log"
+}
+
+serve_and_test 2
+serve_and_test 4
+
+if [ "$fail" -eq 0 ]; then echo "client/server: PASS"; else echo "client/server: FAIL"; fi
+exit "$fail"
