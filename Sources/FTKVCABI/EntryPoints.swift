@@ -54,22 +54,28 @@ private func valueBuffer(_ value: UnsafeRawPointer?, _ valuelen: Int) throws -> 
     return UnsafeRawBufferPointer(start: valuelen == 0 ? nil : value, count: valuelen)
 }
 
-private func open(_ comm: () -> MPI_Comm?, _ name: () -> String?, _ info: () -> MPI_Info?,
-                  _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+/// kv_open and kv_connect: the store `make` returns becomes a handle in *kv (NULL on failure).
+private func handOut(_ call: String, _ kv: UnsafeMutablePointer<OpaquePointer?>?,
+                     _ make: () throws -> KeyValueStore) -> Int32 {
     guard let kv else {
-        ErrorText.setGlobal("kv_open: the kv_store** argument is NULL")
+        ErrorText.setGlobal("\(call): the kv_store** argument is NULL")
         return KVCode.misuse.rawValue
     }
     kv.pointee = nil
-    return reportingGlobally("kv_open") {
-        let engine = try Engine.open(comm: comm, name: name(), info: info)
-        guard let handle = Handles.insert(engine) else {
-            try? engine.close()
+    return reportingGlobally(call) {
+        let store = try make()
+        guard let handle = Handles.insert(store) else {
+            try? store.close()
             throw KVFailure(.noMemory, "too many open stores in this process")
         }
         kv.pointee = handle
         return KVCode.ok.rawValue
     }
+}
+
+private func open(_ comm: () -> MPI_Comm?, _ name: () -> String?, _ info: () -> MPI_Info?,
+                  _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    handOut("kv_open", kv) { try Engine.open(comm: comm, name: name(), info: info) }
 }
 
 @c @implementation
@@ -92,20 +98,7 @@ public func kv_open_f(_ comm: Int32, _ name: UnsafePointer<CChar>?, _ namelen: I
 @c @implementation
 public func kv_connect(_ port: UnsafePointer<CChar>?, _ comm: MPI_Comm?, _ info: MPI_Info?,
                        _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    guard let kv else {
-        ErrorText.setGlobal("kv_connect: the kv_store** argument is NULL")
-        return KVCode.misuse.rawValue
-    }
-    kv.pointee = nil
-    return reportingGlobally("kv_connect") {
-        let store = try RemoteStore.connect(to: port.map { String(cString: $0) }, comm: comm, info: { info })
-        guard let handle = Handles.insert(store) else {
-            try? store.close()
-            throw KVFailure(.noMemory, "too many open stores in this process")
-        }
-        kv.pointee = handle
-        return KVCode.ok.rawValue
-    }
+    handOut("kv_connect", kv) { try RemoteStore.connect(to: port.map { String(cString: $0) }, comm: comm, info: { info }) }
 }
 
 @c @implementation

@@ -135,7 +135,7 @@ struct StoreConfigTests {
 
     @Test("KVCode raw values are the stable C codes")
     func codes() {
-        #expect(KVCode.allCases.map(\.rawValue) == [0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12])
+        #expect(KVCode.allCases.map(\.rawValue) == [0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10, -11, -12, -13, -14])
         #expect(KVFailure(.invalid, "x").description.contains("-3"))
     }
 }
