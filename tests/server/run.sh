@@ -8,7 +8,8 @@
 # serves give KV_ENOSERVER within the deadline; a raw MPI client that says no hello, and one that
 # sends malformed requests, leave the server serving. The 2-rank server is stopped with `ftkv stop`
 # (after which its port file, its name and its old port give KV_ENOSERVER); the 4-rank one with
-# SIGTERM to its mpirun (port file withdrawn at once).
+# SIGTERM to its mpirun (port file withdrawn at once). Then a server of 3 ranks loses rank 2 to
+# SIGKILL during a client job's writes: nothing acknowledged is lost, the clients carry on.
 # Usage: FTKV_PREFIX=build/stage bash tests/server/run.sh   (run-all.sh does this)
 set -uo pipefail
 
@@ -140,8 +141,42 @@ serve_and_test() {
     cat "$log"
 }
 
+# Guarantee 3: a server rank SIGKILLed (r = 2) while a client job of 3 ranks writes 20,000 keys
+# per rank: the clients whose gateway died move to the next server rank, every put is
+# acknowledged, and after kv_fence every key reads back byte for byte; the server carries on and
+# stops in order.
+server_rank_killed() {
+    local pf="$WORK/port-kill" log="$WORK/server-kill.log"
+    echo "=== server of 3 ranks, rank 2 SIGKILLed during a client workload"
+    OMPI_MCA_async_mpi_finalize=1 mpirun --oversubscribe --bind-to none --enable-recovery --timeout 300 -n 3 \
+        "${OMPI_SERVER[@]}" "$FTKV" serve --port-file "$pf" --timeout 20 >"$log" 2>&1 &
+    local server=$!
+    pids+=("$server")
+    for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
+    [ -f "$pf" ] || { echo "FAIL: the server wrote no port file"; cat "$log"; fail=1; return; }
+    # The victim is found by its rank (Open MPI puts it in each process's environment).
+    local victim="" p
+    for p in $(pgrep -P "$server"); do
+        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=2' && victim="$p"
+    done
+    [ -n "$victim" ] || { echo "FAIL: no server rank 2 found"; fail=1; return; }
+    ( sleep 2; echo "killing server rank 2 (pid $victim)"; kill -9 "$victim" ) &
+    local killer=$!
+    FTKV_TIMEOUT=30 OUT=kill client 3 "file:$pf" write K 20000 || { echo "FAIL: the client job after a server rank's death"; fail=1; }
+    wait "$killer"
+    kill -0 "$victim" 2>/dev/null && { echo "FAIL: the victim is still alive"; fail=1; }
+    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop after the death"; fail=1; }
+    for _ in $(seq 300); do grep -q "stopped after" "$log" && break; sleep 0.1; done
+    grep -q "stopped after 1 client job" "$log" || { echo "FAIL: the server did not stop in order after the death"; fail=1; }
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+    echo "--- server log (rank 2 killed):"
+    grep -v '^\[' "$log" | head -20
+}
+
 serve_and_test 2
 serve_and_test 4
+server_rank_killed
 
 if [ "$fail" -eq 0 ]; then echo "client/server: PASS"; else echo "client/server: FAIL"; fi
 exit "$fail"

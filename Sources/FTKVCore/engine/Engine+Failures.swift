@@ -78,6 +78,9 @@ extension Engine {
         failedRanks.isEmpty ? set.first : set.first { !failedRanks.contains($0) }
     }
 
+    /// Whether any member has failed, without reporting a view change (a server's own check).
+    var hasFailedMembers: Bool { lock.withLock { !failedRanks.isEmpty } }
+
     /// kv_failed: the failed ranks this rank knows of, ascending.
     public func failed() throws -> [Int32] {
         try lock.withLock {

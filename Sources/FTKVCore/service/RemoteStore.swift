@@ -2,9 +2,9 @@ import Glibc
 
 /// A client job's connection to a store server (kv_connect): the same calls as an embedded
 /// store, carried out by the server's engine. Client rank c sends its requests to server rank
-/// c mod (server size), its gateway, one at a time; the server's store runs with sequential
-/// consistency, so a put is on every replica when it returns, and `fence` (a barrier of the
-/// client job) makes every client rank's earlier writes visible to all. Every wait has a deadline
+/// c mod (server size), its gateway, one at a time (to the next one if it dies); the server's
+/// store runs with sequential consistency, so a put is on every replica when it returns, and
+/// `fence` (a barrier of the client job) makes every client rank's earlier writes visible to all. Every wait has a deadline
 /// (ftkv_timeout).
 public final class RemoteStore: KeyValueStore {
     private let lock = FTKVLock()
@@ -13,7 +13,8 @@ public final class RemoteStore: KeyValueStore {
     private let link: JobLink
     private let rank: Int32
     private let size: Int32
-    private let gateway: Int32
+    /// Server ranks this rank gave up on (no answer within the patience: see `call`).
+    private var deadGateways = Set<Int32>()
     private let serverReplicas: Int32
     private let timeout: Double
     private var nextID: UInt64 = 1
@@ -24,7 +25,6 @@ public final class RemoteStore: KeyValueStore {
         self.link = link
         self.rank = rank
         self.size = size
-        self.gateway = rank % link.remoteSize
         self.serverReplicas = replicas
         self.timeout = timeout
     }
@@ -276,7 +276,8 @@ public final class RemoteStore: KeyValueStore {
     }
 
     /// Collective over the client job: once every rank is done, rank 0 tells every server rank
-    /// the job leaves, and both jobs disconnect.
+    /// the job leaves, and both jobs disconnect; if any rank of the job gave up on a server rank,
+    /// the connection is dropped instead (a parting handshake would wait for the dead).
     public func close() throws {
         lock.lock()
         defer { lock.unlock() }
@@ -286,12 +287,15 @@ public final class RemoteStore: KeyValueStore {
         do {
             var r = try Collectives.startBarrier(local)
             try Collectives.complete(&r, seconds: timeout, what: "kv_close of the client job")
+            let givenUp = try Collectives.sum([UInt64(deadGateways.count)], comm: local) { r in
+                try Collectives.complete(&r, seconds: timeout, what: "kv_close of the client job")
+            }[0]
             if rank == 0 {
-                for s in 0..<link.remoteSize {
-                    try link.send(try ServiceWire.message(.leave), to: s, tag: ServiceWire.requestTag, seconds: timeout)
+                for s in 0..<link.remoteSize where !deadGateways.contains(s) {
+                    try? link.send(try ServiceWire.message(.leave), to: s, tag: ServiceWire.requestTag, seconds: min(timeout, 5))
                 }
             }
-            Ports.disconnect(link.inter)
+            if givenUp == 0 { Ports.disconnect(link.inter) } else { Ports.abandon(link.inter) }
         } catch {
             failure = error
             Ports.abandon(link.inter)
@@ -322,7 +326,11 @@ public final class RemoteStore: KeyValueStore {
         }
     }
 
-    /// One request to this rank's gateway and its reply.
+    /// One request and its reply. It goes to this rank's gateway; a gateway that does not answer
+    /// within `patience` (a server rank that died: clients see no heartbeats) is given up for
+    /// good, and an idempotent request (put, get, del: the same outcome if run twice) goes to the
+    /// next server rank. A compare-and-swap is not repeated: it waits the full ftkv_timeout and
+    /// then reports KV_EPROCFAILED (it may have taken effect).
     @discardableResult
     private func call(_ kind: ServiceWire.Kind, argument: Int64 = 0, bodySize: Int, replyCapacity: Int = 0,
                       _ fill: (inout ByteWriter) throws -> Void) throws -> Reply {
@@ -333,17 +341,49 @@ public final class RemoteStore: KeyValueStore {
         nextID += 1
         var w = try ServiceWire.start(kind, requestID: id, argument: argument, bodySize: bodySize)
         do { try fill(&w) } catch { w.release(); throw error }
-        try link.send(try w.finish(), to: gateway, tag: ServiceWire.requestTag, seconds: timeout)
-        let deadline = Deadline(seconds: timeout)
+        let request = try w.finish()
+        let idempotent = kind != .swap
+        // A healthy server answers in microseconds, and within a view change of its own (about a
+        // second) plus the time to move the bytes: beyond that, its rank is taken as dead.
+        let patience = idempotent ? min(timeout, 5 + Double(request.count + replyCapacity) / 50e6) : timeout
+        while true {
+            guard let gateway = liveGateway() else {
+                throw KVFailure(.timedOut, "no server rank answered (all \(link.remoteSize) given up)")
+            }
+            do {
+                return try exchange(request, id: id, with: gateway, seconds: patience, replyCapacity: replyCapacity)
+            } catch let f as KVFailure where f.code == .timedOut {
+                deadGateways.insert(gateway)
+                guard idempotent else {
+                    throw KVFailure(.procFailed, "server rank \(gateway) did not answer the compare-and-swap within \(timeout) s; it may have taken effect: read the key")
+                }
+            }
+        }
+    }
+
+    /// This rank's gateway: its own (rank mod server size), or the next one not given up.
+    private func liveGateway() -> Int32? {
+        let n = link.remoteSize
+        for step in 0..<n {
+            let g = (rank + step) % n
+            if !deadGateways.contains(g) { return g }
+        }
+        return nil
+    }
+
+    private func exchange(_ request: MessageBuffer, id: UInt64, with gateway: Int32, seconds: Double,
+                          replyCapacity: Int) throws -> Reply {
+        try link.send(request, to: gateway, tag: ServiceWire.requestTag, seconds: seconds)
+        let deadline = Deadline(seconds: seconds)
         while true {
             let reply = try link.receive(tag: ServiceWire.replyTag, from: gateway,
-                                         maxBytes: ServiceWire.headerSize + 8 + max(replyCapacity, 4096), seconds: timeout,
+                                         maxBytes: ServiceWire.headerSize + 8 + max(replyCapacity, 4096), seconds: seconds,
                                          what: "waiting for server rank \(gateway)")
             var r = ByteReader(reply.bytes)
             let h = try ServiceWire.readHeader(&r)
             // A late reply to an earlier request that timed out: not this one's.
             guard h.kind == .reply, h.requestID == id else {
-                if deadline.hasPassed { throw KVFailure(.timedOut, "server rank \(gateway) did not answer within \(timeout) s") }
+                if deadline.hasPassed { throw KVFailure(.timedOut, "server rank \(gateway) did not answer within \(seconds) s") }
                 continue
             }
             guard let code = KVCode(rawValue: Int32(truncatingIfNeeded: h.argument)) else {
