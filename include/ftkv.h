@@ -123,9 +123,13 @@ int kv_open_f(MPI_Fint comm, const char *name, size_t namelen, MPI_Fint info, kv
  * this job (after it, every rank of this job reads what the others wrote before it). kv_close
  * disconnects (collective). kv_commit, kv_flush_status, kv_failed, kv_comm, kv_locate return
  * KV_EMISUSE; kv_stat answers KV_STAT_RANK, KV_STAT_SIZE (of this job) and KV_STAT_REPLICAS.
+ * A server rank that dies (server run under mpirun --enable-recovery) costs at most one retry,
+ * made inside the library: a put, get or del its gateway does not answer within 5 s (plus the
+ * bytes at 50 MB/s) goes to the next server rank; a kv_cas is never sent twice and returns
+ * KV_EPROCFAILED after ftkv_timeout (it may have taken effect: read the key).
  * Returns KV_OK, KV_EINVAL, KV_EMISUSE, KV_ENOSERVER (unknown name, unreadable port file,
- * malformed port, or no server accepted within ftkv_timeout: a connection attempt to a port
- * nobody serves leaves a thread blocked inside MPI, so end the job then), KV_EDENIED (wrong or
+ * malformed port, or no server accepted within ftkv_timeout: the attempt leaves a thread blocked
+ * inside MPI_Comm_connect; measured, the process still finalizes and exits), KV_EDENIED (wrong or
  * missing secret), KV_ETIMEDOUT, KV_EMPI. The result is agreed by every rank of comm.
  */
 int kv_connect(const char *port, MPI_Comm comm, MPI_Info info, kv_store **kv);

@@ -134,8 +134,10 @@ serve_and_test() {
     else
         kill -TERM "$server"
         wait "$server"
-        grep -q "SIGTERM: port file and name withdrawn" "$log" || { echo "FAIL: no SIGTERM stop line"; fail=1; }
+        # The effect is what counts; rank 0's log line may be lost in mpirun's teardown (seen
+        # once in CI: the port file was gone, the line was not in the log).
         [ -e "$pf" ] && { echo "FAIL: the port file outlived SIGTERM"; fail=1; }
+        grep -q "SIGTERM: port file and name withdrawn" "$log" || echo "note: rank 0's SIGTERM line did not reach the log"
     fi
     echo "--- server log ($s ranks):"
     cat "$log"

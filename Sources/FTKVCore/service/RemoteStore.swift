@@ -104,7 +104,14 @@ public final class RemoteStore: KeyValueStore {
         let target = try ConnectTarget.decode(Collectives.broadcastBytes(resolved, root: 0, rank: rank, comm: local, wait: wait))
         if let failure = target.failure { throw failure }
 
-        let inter = try connectWithin(timeout, port: target.port, comm: local)
+        let inter: MPIComm
+        do {
+            inter = try connectWithin(timeout, port: target.port, comm: local)
+        } catch let f as KVFailure where f.code == .noServer {
+            // The connect thread may still be inside MPI_Comm_connect with `local`: never free it.
+            keepLocal = true
+            throw f
+        }
         let link: JobLink
         do { link = try JobLink(inter) } catch { Ports.abandon(inter); throw error }
 
