@@ -51,9 +51,9 @@ module ftkv
         KV_STAT_REQUESTS_SERVED = 10, KV_STAT_DROPPED_MESSAGES = 11, KV_STAT_VERSION = 12, &
         KV_STAT_REPAIRED_FILES = 13, KV_STAT_RECOVERY_MICROS = 14, KV_STAT_RECOVERY_BYTES = 15
 
-    public :: ftkv_open, ftkv_close, ftkv_put, ftkv_get, ftkv_del, ftkv_cas, ftkv_fence, ftkv_commit, &
+    public :: ftkv_open, ftkv_connect, ftkv_close, ftkv_put, ftkv_get, ftkv_del, ftkv_cas, ftkv_fence, ftkv_commit, &
               ftkv_failed, ftkv_comm, ftkv_locate, ftkv_stat, ftkv_strerror, ftkv_errmsg, ftkv_version
-    public :: kv_open_f, kv_close, kv_put, kv_get, kv_del, kv_cas, kv_fence, kv_commit, kv_failed, kv_comm_f, &
+    public :: kv_open_f, kv_connect_f, kv_close, kv_put, kv_get, kv_del, kv_cas, kv_fence, kv_commit, kv_failed, kv_comm_f, &
               kv_locate, kv_stat, kv_strerror, kv_errmsg, kv_version
 
     ! The C functions. MPI_Fint is a default INTEGER, which is c_int with gfortran and Open MPI.
@@ -66,6 +66,15 @@ module ftkv
             integer(c_int), value :: info
             type(c_ptr), intent(out) :: kv
         end function kv_open_f
+
+        integer(c_int) function kv_connect_f(port, portlen, comm, info, kv) bind(C, name="kv_connect_f")
+            import :: c_int, c_char, c_size_t, c_ptr
+            character(kind=c_char), dimension(*), intent(in) :: port
+            integer(c_size_t), value :: portlen
+            integer(c_int), value :: comm
+            integer(c_int), value :: info
+            type(c_ptr), intent(out) :: kv
+        end function kv_connect_f
 
         integer(c_int) function kv_close(kv) bind(C, name="kv_close")
             import :: c_int, c_ptr
@@ -209,6 +218,21 @@ contains
         ierr = int(kv_open_f(int(comm, c_int), name, int(len(name), c_size_t), &
                              int(finfo, c_int), kv))
     end subroutine ftkv_open
+
+    ! Connect to a store server (`ftkv serve`): port is "file:PATH", a port name or a published
+    ! name (docs/client-server.md). COLLECTIVE over comm. info: ftkv_secret, ftkv_timeout.
+    subroutine ftkv_connect(port, comm, kv, ierr, info)
+        character(len=*), intent(in) :: port
+        integer, intent(in) :: comm
+        type(c_ptr), intent(out) :: kv
+        integer, intent(out) :: ierr
+        integer, intent(in), optional :: info
+        integer :: finfo
+        finfo = MPI_INFO_NULL
+        if (present(info)) finfo = info
+        kv = c_null_ptr
+        ierr = int(kv_connect_f(port, int(len(port), c_size_t), int(comm, c_int), int(finfo, c_int), kv))
+    end subroutine ftkv_connect
 
     ! Flush (as ftkv_fence) and release the store; kv becomes c_null_ptr. COLLECTIVE.
     subroutine ftkv_close(kv, ierr)

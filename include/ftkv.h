@@ -135,6 +135,13 @@ int kv_open_f(MPI_Fint comm, const char *name, size_t namelen, MPI_Fint info, kv
 int kv_connect(const char *port, MPI_Comm comm, MPI_Info info, kv_store **kv);
 
 /*
+ * kv_connect_f - kv_connect for Fortran `use mpi` (integer handles). COLLECTIVE. `port` need not
+ * be NUL-terminated: portlen bytes are used, trailing blanks dropped. Used by ftkv_connect
+ * (ftkv.f90).
+ */
+int kv_connect_f(const char *port, size_t portlen, MPI_Fint comm, MPI_Fint info, kv_store **kv);
+
+/*
  * kv_close - flush (as kv_fence), then release the store.          COLLECTIVE.
  * Sets *kv = NULL in every case. kv == NULL or *kv == NULL is fine (returns KV_OK).
  * Returns the fence's result (see kv_fence), or KV_EMISUSE for a closed handle or after

@@ -98,7 +98,20 @@ public func kv_open_f(_ comm: Int32, _ name: UnsafePointer<CChar>?, _ namelen: I
 @c @implementation
 public func kv_connect(_ port: UnsafePointer<CChar>?, _ comm: MPI_Comm?, _ info: MPI_Info?,
                        _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
-    handOut("kv_connect", kv) { try RemoteStore.connect(to: port.map { String(cString: $0) }, comm: comm, info: { info }) }
+    handOut("kv_connect", kv) { try RemoteStore.connect(to: port.map { String(cString: $0) }, comm: { comm }, info: { info }) }
+}
+
+@c @implementation
+public func kv_connect_f(_ port: UnsafePointer<CChar>?, _ portlen: Int, _ comm: Int32, _ info: Int32,
+                         _ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
+    handOut("kv_connect", kv) {
+        let address: String? = port.flatMap { p in
+            guard portlen >= 0, portlen <= 4096 else { return nil }
+            // Fortran strings are blank-padded.
+            return String(decoding: UnsafeRawBufferPointer(start: p, count: portlen), as: UTF8.self).trimmingSpaces
+        }
+        return try RemoteStore.connect(to: address, comm: { cmpi_comm_f2c(comm) }, info: { cmpi_info_f2c(info) })
+    }
 }
 
 @c @implementation

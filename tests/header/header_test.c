@@ -7,6 +7,8 @@
 
 typedef int (*open_t)(MPI_Comm, const char *, MPI_Info, kv_store **);
 typedef int (*open_f_t)(MPI_Fint, const char *, size_t, MPI_Fint, kv_store **);
+typedef int (*connect_t)(const char *, MPI_Comm, MPI_Info, kv_store **);
+typedef int (*connect_f_t)(const char *, size_t, MPI_Fint, MPI_Fint, kv_store **);
 typedef int (*close_t)(kv_store **);
 typedef int (*put_t)(kv_store *, const void *, size_t, const void *, size_t);
 typedef int (*get_t)(kv_store *, const void *, size_t, void *, size_t, size_t *);
@@ -27,6 +29,8 @@ typedef const char *(*version_t)(int *, int *, int *);
 int main(void) {
     open_t a = kv_open;
     open_f_t b = kv_open_f;
+    connect_t s = kv_connect;
+    connect_f_t t = kv_connect_f;
     close_t c = kv_close;
     put_t d = kv_put;
     get_t e = kv_get;
@@ -54,7 +58,7 @@ int main(void) {
     size_t limits[] = {KV_MAX_KEY_LEN, KV_MAX_VALUE_LEN, (size_t)KV_MAX_NAME_LEN};
     int version = FTKV_VERSION_MAJOR * 10000 + FTKV_VERSION_MINOR * 100 + FTKV_VERSION_PATCH;
     kv_store *kv = NULL;
-    int all = a && b && c && d && e && f && g && h && i && j && k && l && m && n && o && p && q && r && kv == NULL;
+    int all = a && b && c && d && e && f && g && h && i && j && k && l && m && n && o && p && q && r && s && t && kv == NULL;
     return all && codes[9] == -9 && codes[10] == -10 && codes[11] == -11 && codes[12] == -12 && codes[13] == -13 && codes[14] == -14 && stats[9] == 10 &&
            stats[10] == 11 && stats[11] == 12 && stats[12] == 13 && stats[13] == 14 && stats[14] == 15 && limits[0] == 65536 && version >= 0 ? 0 : 1;
 }

@@ -16,7 +16,7 @@ set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT" || exit 2
 . tests/mpi-env.sh
-PREFIX="${FTKV_PREFIX:-$ROOT/build/stage}"
+PREFIX="$(cd "${FTKV_PREFIX:-$ROOT/build/stage}" && pwd)"
 FTKV="$PREFIX/bin/ftkv"
 WORK="$(mktemp -d /tmp/ftkv-server-test.XXXXXX)"
 CLIENT="$WORK/client"
@@ -34,6 +34,10 @@ trap cleanup EXIT
 
 mpicc -std=c99 -O2 -Wall -Wextra tests/server/client.c -o "$CLIENT" \
     -I"$PREFIX/include" -L"$PREFIX/lib" -Wl,-rpath,"$PREFIX/lib" -lftkv || exit 1
+# The Fortran client (ftkv_connect), built against the installed module source.
+(cd "$WORK" && mpifort -g -Wall -fcheck=all -c "$PREFIX/share/ftkv/fortran/ftkv.f90" -o ftkv.o &&
+    mpifort -g -Wall -fcheck=all "$ROOT/tests/server/fclient.f90" ftkv.o \
+        -L"$PREFIX/lib" -Wl,-rpath,"$PREFIX/lib" -lftkv -o fclient) || exit 1
 
 ompi-server --no-daemonize -r "$WORK/uri" >"$WORK/ompi-server.log" 2>&1 &
 pids+=($!)
@@ -101,6 +105,11 @@ serve_and_test() {
     cat "$WORK/a.txt" "$WORK/b.txt"
     client 3 "file:$pf" read A 2 5000 || { echo "FAIL: reading A back"; fail=1; }
     FTKV_SECRET="$secret" client 3 "$name" read B 2 5000 || { echo "FAIL: reading B back"; fail=1; }
+
+    # The same from Fortran (ftkv_connect), 3 ranks.
+    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 3 120 "${OMPI_SERVER[@]}" "$WORK/fclient" "file:$pf" >"$WORK/f.out" 2>&1
+    grep -E '^fclient' "$WORK/f.out"
+    grep -q '^fclient: PASS' "$WORK/f.out" || { echo "FAIL: the Fortran client"; sed -n 1,20p "$WORK/f.out"; fail=1; }
 
     # Guarantee 6: clients that are not ours. One connects and says nothing (the server moves to a
     # new port: the port file follows), one sends malformed requests.

@@ -36,10 +36,11 @@ public final class RemoteStore: KeyValueStore {
     ///   a port name  as MPI_Open_port gave it (digits, '.', ':' ...),
     ///   a name       published by `ftkv serve --name NAME` (MPI_Lookup_name, via ompi-server).
     /// The secret comes from the port file, else ftkv_secret (info key or FTKV_SECRET).
-    /// The same, with the options of an MPI_Info (read only once MPI is known usable).
-    public static func connect(to address: String?, comm: MPIComm?, info: () -> MPIInfo?) throws -> RemoteStore {
+    /// The same, with the options of an MPI_Info; the communicator and the info are read only once
+    /// MPI is known usable (a Fortran handle is converted only then).
+    public static func connect(to address: String?, comm: () -> MPIComm?, info: () -> MPIInfo?) throws -> RemoteStore {
         try Engine.requireMPI()
-        return try connect(to: address, comm: comm, options: Collectives.infoOptions(info()))
+        return try connect(to: address, comm: comm(), options: Collectives.infoOptions(info()))
     }
 
     public static func connect(to address: String?, comm: MPIComm?, options: [String: String]) throws -> RemoteStore {
