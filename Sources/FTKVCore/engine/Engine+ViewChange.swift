@@ -266,6 +266,15 @@ extension Engine {
     /// Whether the view must change (a member of it is known to have failed).
     var viewChangeNeeded: Bool { !failedRanks.isEmpty && view.members.contains { failedRanks.contains($0) } }
 
+    /// The epoch and the live members' communicator once no view change is under way (nil
+    /// meanwhile), without reporting a view change: for a server's own acceptors.
+    var settledMembership: (epoch: UInt32, comm: MPIComm)? {
+        lock.withLock {
+            guard !viewChangeNeeded, decidedExclusion == nil, installer == nil, let applicationComm else { return nil }
+            return (view.epoch, applicationComm)
+        }
+    }
+
     /// kv_comm: the live members' communicator (ranks in member order): the one given to
     /// kv_open until a member fails, then the survivors' (the store's; freed by kv_close).
     public func communicator() throws -> MPIComm {

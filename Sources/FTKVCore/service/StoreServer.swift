@@ -28,7 +28,12 @@ public final class StoreServer {
 
     private let options: Options
     private let engine: Engine
-    private let acceptComm: MPIComm
+    /// What the acceptors broadcast and connect over: a duplicate of the server job's
+    /// communicator, then, after a server rank died, the survivors' (the store's kv_comm).
+    /// Used by the acceptor thread only (and freed by run once it ended).
+    private var acceptComm: MPIComm
+    private var acceptEpoch: UInt32 = 0
+    private let ownAcceptComm: MPIComm
     /// This rank alone: server rank 0 accepts on it.
     private let selfComm: MPIComm
     private let rank: Int32
@@ -72,6 +77,8 @@ public final class StoreServer {
         self.options = options
         self.engine = engine
         self.acceptComm = acceptComm
+        self.ownAcceptComm = acceptComm
+        self.acceptEpoch = engine.settledMembership?.epoch ?? 0
         self.selfComm = Collectives.selfCommunicator
         self.rank = rank
         self.size = size
@@ -172,7 +179,7 @@ public final class StoreServer {
             Ports.close(port)
             options.log("ftkv serve: stopped after \(jobsAccepted) client job(s)")
         }
-        Collectives.free(acceptComm)
+        Collectives.free(ownAcceptComm)
         if let failure { throw failure }
     }
 
@@ -202,9 +209,7 @@ public final class StoreServer {
                 }
             }
             do {
-                verdict = try Collectives.broadcastBytes(verdict, root: 0, rank: rank, comm: acceptComm) { r in
-                    try Collectives.complete(&r, seconds: .infinity, what: "waiting for client jobs", restMicros: 20_000)
-                }
+                verdict = try agreeOnVerdict(verdict)
             } catch {
                 options.log("ftkv serve: rank \(rank): the acceptors lost each other, no longer accepting: \(error)")
                 verdict = [2]
@@ -233,6 +238,31 @@ public final class StoreServer {
             }
             if let narrow { Ports.abandon(narrow) }
             if verdict.first == 2 { return }
+        }
+    }
+
+    /// Rank 0's verdict, broadcast over the acceptors' communicator. When a server rank has died,
+    /// the survivors move to the store's communicator of the new view (each acceptor as soon as
+    /// it sees the view; a broadcast begun on the old one is left behind and redone), so new
+    /// client jobs keep connecting.
+    private func agreeOnVerdict(_ mine: [UInt8]) throws -> [UInt8] {
+        while true {
+            if let (epoch, comm) = engine.settledMembership, epoch != acceptEpoch {
+                acceptComm = comm
+                acceptEpoch = epoch
+            }
+            let comm = acceptComm, epoch = acceptEpoch
+            let me = try Collectives.rankAndSize(comm).rank
+            do {
+                return try Collectives.broadcastBytes(mine, root: 0, rank: me, comm: comm) { r in
+                    try Collectives.complete(&r, what: "waiting for client jobs", restMicros: 20_000) {
+                        guard let now = engine.settledMembership else { return false }
+                        return now.epoch != epoch
+                    }
+                }
+            } catch let f as KVFailure where f.code == .procFailed {
+                continue
+            }
         }
     }
 

@@ -242,6 +242,19 @@ enum Collectives {
         try wait(&request.handle, seconds: seconds, what: what, restMicros: restMicros)
     }
 
+    /// The same, giving up (KVFailure(.procFailed), the request left behind: a collective cannot
+    /// be cancelled) as soon as `abandon` says the communicator is no longer the one to use.
+    static func complete(_ request: inout MPIRequest, what: String, restMicros: Int, abandon: () -> Bool) throws {
+        var r = request
+        var backoff = Backoff(restMicros: restMicros)
+        try Polling.until(seconds: .infinity, pause: { _ in backoff.pause() }, {
+            if try test(&r, what: what) { return .done }
+            if abandon() { throw KVFailure(.procFailed, "\(what): the members changed") }
+            return .idle
+        }) { KVFailure(.timedOut, what) }
+        request = r
+    }
+
     /// Completes a nonblocking collective where no engine exists yet to serve requests meanwhile
     /// (kv_open): polls with a deadline and backoff.
     private static func wait(_ request: inout MPI_Request?, seconds: Double, what: String, restMicros: Int? = nil) throws {
