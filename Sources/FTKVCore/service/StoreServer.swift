@@ -26,26 +26,26 @@ public final class StoreServer {
         public init() {}
     }
 
-    private let options: Options
-    private let engine: Engine
+    let options: Options
+    let engine: Engine
     /// What the acceptors broadcast and connect over: a duplicate of the server job's
     /// communicator, then, after a server rank died, the survivors' (the store's kv_comm).
     /// Used by the acceptor thread only (and freed by run once it ended).
-    private var acceptComm: MPIComm
-    private var acceptEpoch: UInt32 = 0
-    private let ownAcceptComm: MPIComm
+    var acceptComm: MPIComm
+    var acceptEpoch: UInt32 = 0
+    let ownAcceptComm: MPIComm
     /// This rank alone: server rank 0 accepts on it.
-    private let selfComm: MPIComm
-    private let rank: Int32
-    private let size: Int32
+    let selfComm: MPIComm
+    let rank: Int32
+    let size: Int32
     /// The port listened on: replaced after a failed handshake (see rotatePort). Read and
     /// written under `lock`.
-    private var port: String
-    private let secret: String
-    private let timeout: Double
+    var port: String
+    let secret: String
+    let timeout: Double
 
     /// One connected client job.
-    private final class ClientJob {
+    final class ClientJob {
         let number: Int
         let link: JobLink
         var requests: UInt64 = 0
@@ -58,19 +58,19 @@ public final class StoreServer {
         }
     }
 
-    private let lock = FTKVLock()
-    private var clients: [ClientJob] = []
-    private var jobsAccepted = 0
+    let lock = FTKVLock()
+    var clients: [ClientJob] = []
+    var jobsAccepted = 0
     /// Replies to dropped jobs (see drop): small, and never freed while the process lives.
-    private var abandonedReplies: [JobLink.Posted] = []
-    private var stopAsked = false
-    private var acceptorEnded = false
+    var abandonedReplies: [JobLink.Posted] = []
+    var stopAsked = false
+    var acceptorEnded = false
     /// Set by SIGTERM's handler (through `requestStop`).
     private static let stopSignalled = Atomic<Bool>(false)
     /// Reused for gets (malloc'd: a failed growth is a code, not a trap): grown to the largest
     /// value a client has read.
-    private var scratch: UnsafeMutableRawPointer?
-    private var scratchBytes = 0
+    var scratch: UnsafeMutableRawPointer?
+    var scratchBytes = 0
 
     private init(options: Options, engine: Engine, acceptComm: MPIComm, rank: Int32, size: Int32,
                  port: String, secret: String, timeout: Double) {
@@ -183,179 +183,6 @@ public final class StoreServer {
         if let failure { throw failure }
     }
 
-    // MARK: accepting
-
-    /// Every server rank, on its acceptor thread: one connection after another until a stop.
-    private func acceptLoop() {
-        defer { lock.withLock { acceptorEnded = true } }
-        while true {
-            // Rank 0 alone accepts (on MPI_COMM_SELF): a collective accept would keep every
-            // other rank busy-polling inside Open MPI's broadcast between connections (measured:
-            // 93% of a core each). It judges the hello; every rank then acts on the verdict,
-            // awaited with a sleeping backoff: 0 accept, 1 refuse, 2 stop, 3 refuse and listen on
-            // a new port (followed by its name).
-            var narrow: MPIComm?
-            var verdict: [UInt8] = []
-            if rank == 0 {
-                do {
-                    let accepted = try Ports.accept(lock.withLock { port }, comm: selfComm)
-                    narrow = accepted
-                    let link = try JobLink(accepted)
-                    verdict = [judge(link)]
-                    if verdict == [3] { verdict += rotatePort() }
-                } catch {
-                    options.log("ftkv serve: accepting failed, no longer accepting: \(error)")
-                    verdict = [2]
-                }
-            }
-            do {
-                verdict = try agreeOnVerdict(verdict)
-            } catch {
-                options.log("ftkv serve: rank \(rank): the acceptors lost each other, no longer accepting: \(error)")
-                verdict = [2]
-            }
-            switch verdict.first {
-            case 0:
-                // The intercommunicator between every server rank and every client rank.
-                do {
-                    let link = try JobLink(try Ports.widen(narrow, local: acceptComm, high: false))
-                    lock.withLock {
-                        jobsAccepted += 1
-                        clients.append(ClientJob(number: jobsAccepted, link: link))
-                    }
-                    if rank == 0 { options.log("ftkv serve: client job #\(jobsAccepted) connected (\(link.remoteSize) ranks)") }
-                } catch {
-                    options.log("ftkv serve: rank \(rank): could not complete a client job's connection: \(error)")
-                }
-            case 2:
-                lock.withLock { stopAsked = true }
-                if rank == 0 { options.log("ftkv serve: stop requested") }
-            case 3 where verdict.count > 1:
-                let fresh = String(decoding: verdict.dropFirst(), as: UTF8.self)
-                lock.withLock { port = fresh }
-            default:
-                break
-            }
-            if let narrow { Ports.abandon(narrow) }
-            if verdict.first == 2 { return }
-        }
-    }
-
-    /// Rank 0's verdict, broadcast over the acceptors' communicator. When a server rank has died,
-    /// the survivors move to the store's communicator of the new view (each acceptor as soon as
-    /// it sees the view; a broadcast begun on the old one is left behind and redone), so new
-    /// client jobs keep connecting.
-    private func agreeOnVerdict(_ mine: [UInt8]) throws -> [UInt8] {
-        while true {
-            if let (epoch, comm) = engine.settledMembership, epoch != acceptEpoch {
-                acceptComm = comm
-                acceptEpoch = epoch
-            }
-            let comm = acceptComm, epoch = acceptEpoch
-            let me = try Collectives.rankAndSize(comm).rank
-            do {
-                return try Collectives.broadcastBytes(mine, root: 0, rank: me, comm: comm) { r in
-                    try Collectives.complete(&r, what: "waiting for client jobs", restMicros: 20_000) {
-                        guard let now = engine.settledMembership else { return false }
-                        return now.epoch != epoch
-                    }
-                }
-            } catch let f as KVFailure where f.code == .procFailed {
-                continue
-            }
-        }
-    }
-
-    /// Server rank 0: reads the hello of a connecting job (within the deadline), answers it,
-    /// and returns the verdict (0 accept, 1 refuse, 2 stop, 3 refuse: no valid hello came).
-    private func judge(_ link: JobLink) -> UInt8 {
-        var code = KVCode.ok
-        var message = ""
-        var verdict: UInt8 = 0
-        do {
-            let hello = try link.receive(tag: ServiceWire.helloTag, from: 0, maxBytes: ServiceWire.maxHelloBytes,
-                                         seconds: min(timeout, 10), what: "a connecting client job's hello")
-            var r = ByteReader(hello.bytes)
-            let h = try ServiceWire.readHeader(&r)
-            let presented = try r.read(count: r.remaining)
-            guard h.kind == .hello || h.kind == .stop else { throw KVFailure(.remote, "expected a hello, got \(h.kind)") }
-            if !StoreServer.sameSecret(presented, secret) {
-                code = .denied
-                message = "wrong or missing secret (give the port file, or set ftkv_secret / FTKV_SECRET)"
-                options.log("ftkv serve: refused a client job of \(link.remoteSize) ranks: \(presented.isEmpty ? "no" : "wrong") secret")
-                verdict = 1
-            } else if h.kind == .stop {
-                message = "stopping"
-                verdict = 2
-            }
-        } catch let f as KVFailure {
-            code = f.code == .timedOut ? .timedOut : .remote
-            message = "bad hello: \(f.message)"
-            options.log("ftkv serve: refused a client job of \(link.remoteSize) ranks: \(message)")
-            verdict = 3
-        } catch {
-            return 3
-        }
-        if let welcome = try? welcomeMessage(code, message) {
-            try? link.send(welcome, to: 0, tag: ServiceWire.welcomeTag, seconds: min(timeout, 10))
-        }
-        return verdict
-    }
-
-    /// Server rank 0, after a connection that brought no valid hello: either a client that is
-    /// not ours, or two jobs that connected at once and were crossed by Open MPI (see
-    /// ConnectTurn), which leaves the port's keys in the name service unusable. A fresh port
-    /// has fresh keys: it replaces the old one in the port file and the name service. Returns
-    /// the new port's name (empty: kept the old one).
-    private func rotatePort() -> [UInt8] {
-        let old = lock.withLock { port }
-        guard let fresh = try? Ports.open() else { return [] }
-        do {
-            if let path = options.portFile {
-                try FileSystem.writeAtomically(Array("\(fresh)\n\(secret)\n".utf8), to: path,
-                                               temporarySuffix: ".tmp\(getpid())", mode: 0o600)
-            }
-            if let name = options.serviceName {
-                Ports.unpublish(name, port: old)
-                try Ports.publish(name, port: fresh)
-            }
-        } catch {
-            options.log("ftkv serve: could not move to a new port: \(error)")
-        }
-        Ports.close(old)
-        options.log("ftkv serve: now listening on port \(fresh)")
-        return Array(fresh.utf8)
-    }
-
-    private func welcomeMessage(_ code: KVCode, _ message: String) throws -> MessageBuffer {
-        let text = Array(message.utf8)
-        var w = try ServiceWire.start(.welcome, requestID: 0, argument: Int64(code.rawValue), bodySize: 8 + text.count)
-        try w.append(UInt32(size))
-        try w.append(UInt32((try? engine.stat(.replicas)) ?? 0))
-        try text.withUnsafeBytes { try w.append($0) }
-        return try w.finish()
-    }
-
-    /// Comparison in time independent of where the bytes differ.
-    static func sameSecret(_ presented: UnsafeRawBufferPointer, _ secret: String) -> Bool {
-        let expected = Array(secret.utf8)
-        var difference = UInt8(truncatingIfNeeded: presented.count ^ expected.count)
-        for i in 0..<expected.count {
-            difference |= expected[i] ^ (i < presented.count ? presented[i] : 0)
-        }
-        return difference == 0 && !expected.isEmpty
-    }
-
-    static func randomSecret() throws -> String {
-        var bytes = [UInt8](repeating: 0, count: 16)
-        let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
-        defer { if fd >= 0 { close(fd) } }
-        guard fd >= 0, read(fd, &bytes, bytes.count) == bytes.count else {
-            throw KVFailure(.io, "cannot draw a random secret from /dev/urandom: \(String(cString: strerror(errno)))")
-        }
-        return bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
-    }
-
     /// On SIGTERM. A job cannot connect to its own port (Open MPI 4.1 hangs: measured), so
     /// nothing can wake the acceptors blocked in MPI_Comm_accept, and mpirun sends SIGKILL one
     /// second after its SIGTERM (odls_base_sigkill_timeout): rank 0 removes the port file and the
@@ -377,151 +204,5 @@ public final class StoreServer {
             }
         }
         _exit(0)
-    }
-
-    // MARK: serving
-
-    /// Serves what one client job has sent; whether anything came.
-    private func serveOne(_ job: ClientJob) -> Bool {
-        var any = false
-        do {
-            try job.replies.removeAll { try job.link.isDone($0) }
-        } catch {
-            drop(job, because: "it took no reply for \(timeout) s")
-            return true
-        }
-        while true {
-            let arrived: (source: Int32, buffer: MessageBuffer)?
-            do {
-                arrived = try job.link.poll(tag: ServiceWire.requestTag, maxBytes: ServiceWire.maxRequestBytes, seconds: timeout)
-            } catch {
-                options.log("ftkv serve: rank \(rank): dropped a message of client job #\(job.number): \(error)")
-                return true
-            }
-            guard let (source, buffer) = arrived else { return any }
-            any = true
-            job.requests += 1
-            if handle(buffer, from: source, of: job) == .left { return true }
-        }
-    }
-
-    private enum Handled { case served, left }
-
-    private func handle(_ buffer: MessageBuffer, from source: Int32, of job: ClientJob) -> Handled {
-        var r = ByteReader(buffer.bytes)
-        guard let h = try? ServiceWire.readHeader(&r) else {
-            options.log("ftkv serve: rank \(rank): dropped a malformed message from rank \(source) of client job #\(job.number)")
-            return .served
-        }
-        if h.kind == .leave {
-            lock.withLock { clients.removeAll { $0 === job } }
-            // A parting handshake would wait for server ranks that died: then just let go.
-            if engine.hasFailedMembers { Ports.abandon(job.link.inter) } else { Ports.disconnect(job.link.inter) }
-            if rank == 0 { options.log("ftkv serve: client job #\(job.number) left (\(job.requests) requests at rank 0)") }
-            return .left
-        }
-        let reply: MessageBuffer
-        do {
-            reply = try withExtendedLifetime(buffer) { try run(h, body: &r) }
-        } catch let f as KVFailure {
-            guard let m = try? failureReply(h.requestID, f) else { return .served }
-            reply = m
-        } catch {
-            guard let m = try? failureReply(h.requestID, KVFailure(.internal, "\(error)")) else { return .served }
-            reply = m
-        }
-        do {
-            job.replies.append(try job.link.post(reply, to: source, tag: ServiceWire.replyTag, seconds: timeout))
-        } catch {
-            options.log("ftkv serve: rank \(rank): could not answer rank \(source) of client job #\(job.number): \(error)")
-        }
-        return .served
-    }
-
-    /// Stops serving a job that no longer behaves as a client (this rank only: the others judge
-    /// for themselves). Its intercommunicator is freed without the parting handshake.
-    private func drop(_ job: ClientJob, because reason: String) {
-        lock.withLock { clients.removeAll { $0 === job } }
-        // MPI may still read a cancelled or unfinished send's bytes: they are kept, not freed.
-        abandonedReplies += job.replies
-        job.replies.removeAll()
-        Ports.abandon(job.link.inter)
-        options.log("ftkv serve: rank \(rank): dropped client job #\(job.number): \(reason)")
-    }
-
-    private func failureReply(_ id: UInt64, _ f: KVFailure) throws -> MessageBuffer {
-        try Array(f.message.utf8).withUnsafeBytes { try ServiceWire.message(.reply, requestID: id, argument: Int64(f.code.rawValue), body: $0) }
-    }
-
-    /// Runs one request on the engine; its reply. A view change of the servers (a server rank
-    /// died) is retried here: the client sees a working store, never the servers' failure.
-    private func run(_ h: ServiceWire.Header, body r: inout ByteReader) throws -> MessageBuffer {
-        func retrying<T>(_ op: () throws -> T) throws -> T {
-            var attempts = 0
-            while true {
-                do { return try op() } catch let f as KVFailure where f.code == .procFailed && attempts < 3 {
-                    attempts += 1
-                }
-            }
-        }
-        switch h.kind {
-        case .put:
-            let (key, value) = try ServiceWire.readPut(&r)
-            try retrying { try engine.put(key: key, value: value) }
-            return try ServiceWire.message(.reply, requestID: h.requestID, argument: 0)
-        case .del:
-            let key = try ServiceWire.readKey(&r)
-            try retrying { try engine.del(key: key) }
-            return try ServiceWire.message(.reply, requestID: h.requestID, argument: 0)
-        case .get:
-            let key = try ServiceWire.readKey(&r)
-            let capacity = Int(clamping: max(0, min(h.argument, Int64(Engine.maxValueLength))))
-            if scratch == nil { try growScratch(to: 64 << 10) }
-            while true {
-                let view = UnsafeMutableRawBufferPointer(start: scratch, count: min(scratchBytes, capacity))
-                switch try retrying({ try engine.get(key: key, into: view) }) {
-                case .notFound:
-                    return try ServiceWire.message(.reply, requestID: h.requestID, argument: Int64(KVCode.notFound.rawValue))
-                case .found(let length):
-                    var w = try ServiceWire.start(.reply, requestID: h.requestID, argument: 0, bodySize: 8 + length)
-                    try w.append(UInt64(length))
-                    try w.append(UnsafeRawBufferPointer(start: scratch, count: length))
-                    return try w.finish()
-                case .tooSmall(let length) where length > capacity:
-                    var w = try ServiceWire.start(.reply, requestID: h.requestID, argument: 0, bodySize: 8)
-                    try w.append(UInt64(length))
-                    return try w.finish()
-                case .tooSmall(let length):
-                    // Fits the client, not the scratch buffer: grow it and read again.
-                    try growScratch(to: length)
-                }
-            }
-        case .swap:
-            let request = try SwapCodec.read(&r)
-            let swapped = try retrying {
-                try engine.compareAndSwap(key: request.key, expected: request.expected, desired: request.desired)
-            }
-            var w = try ServiceWire.start(.reply, requestID: h.requestID, argument: 0, bodySize: 1)
-            try w.append(UInt8(swapped ? 1 : 0))
-            return try w.finish()
-        case .echo:
-            return try ServiceWire.message(.reply, requestID: h.requestID, argument: 0, body: try r.read(count: r.remaining))
-        case .hello, .stop, .welcome, .reply, .leave:
-            throw KVFailure(.remote, "unexpected \(h.kind) message on the request tag")
-        }
-    }
-
-    private func growScratch(to bytes: Int) throws {
-        guard let p = realloc(scratch, max(bytes, 1)) else {
-            throw KVFailure(.noMemory, "the server cannot allocate \(bytes) bytes for a value")
-        }
-        scratch = p
-        scratchBytes = max(bytes, 1)
-    }
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }
