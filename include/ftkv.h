@@ -121,7 +121,8 @@ int kv_open_f(MPI_Fint comm, const char *name, size_t namelen, MPI_Fint info, kv
  * On the handle, kv_put/kv_get/kv_del/kv_cas work as on an embedded store with sequential
  * consistency: a put returns once every replica on the server holds it. kv_fence is a barrier of
  * this job (after it, every rank of this job reads what the others wrote before it). kv_close
- * disconnects (collective). kv_commit, kv_flush_status, kv_failed, kv_comm, kv_locate return
+ * is collective over this job and frees the connection (no MPI_Comm_disconnect: see
+ * docs/client-server.md). kv_commit, kv_flush_status, kv_failed, kv_comm, kv_locate return
  * KV_EMISUSE; kv_stat answers KV_STAT_RANK, KV_STAT_SIZE (of this job) and KV_STAT_REPLICAS.
  * A server rank that dies (server run under mpirun --enable-recovery) costs at most one retry,
  * made inside the library: a put, get or del its gateway does not answer within 5 s (plus the

@@ -1,5 +1,7 @@
 /*
  * A client job of a store server (kv_connect). Usage:
+ *   client ADDRESS late-close       rank 0 closes while rank 1 sleeps: KV_ETIMEDOUT, no crash after
+ *   client ADDRESS churn DIR ME PARTNER ROUNDS   connect/put/close in lockstep with another job
  *   client ADDRESS write PREFIX N   every rank puts N keys PREFIX/<rank>/<i>, fences, then reads
  *                                   back the keys of the next rank of its job byte for byte
  *   client ADDRESS read PREFIX W N  every key PREFIX/<w>/<i> of a writer job of W ranks is read
@@ -13,11 +15,13 @@
  * Values are 1..300 bytes, a function of (prefix, writer rank, index): any loss, mix-up or
  * truncation shows. Exit status 0 only if every check held; prints one summary line per rank 0.
  */
+#define _DEFAULT_SOURCE /* usleep, access */
 #include <mpi.h>
 #include <ftkv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <stdint.h>
 
 static size_t make_value(const char *prefix, int w, int i, unsigned char *out) {
@@ -138,6 +142,61 @@ static int raw_client(const char *portfile, const char *mode) {
     return code == -8 ? 0 : 1;
 }
 
+/* churn: ROUNDS rounds of kv_connect, one put per rank, kv_close; each round's close starts at
+ * the same moment as the partner job's (rank 0s meet through files DIR/<me>.<round> and
+ * DIR/<partner>.<round>), so a 4-rank server sees two jobs leave at once, in either order on
+ * each of its ranks. */
+static int churn(const char *address, const char *dir, const char *me, const char *partner, int rounds) {
+    int rank, bad = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    for (int r = 0; r < rounds && !bad; r++) {
+        kv_store *kv = NULL;
+        int rc = kv_connect(address, MPI_COMM_WORLD, MPI_INFO_NULL, &kv);
+        if (rc != KV_OK) { fprintf(stderr, "churn %s round %d: connect: %s\n", me, r, kv_errmsg(NULL)); bad = 1; break; }
+        char key[128], path[4096];
+        int klen = snprintf(key, sizeof key, "churn/%s/%d/%d", me, r, rank);
+        if ((rc = kv_put(kv, key, (size_t)klen, key, (size_t)klen)) != KV_OK) { fprintf(stderr, "churn %s: put: %s\n", me, kv_errmsg(kv)); bad = 1; }
+        if (rank == 0) {
+            snprintf(path, sizeof path, "%s/%s.%d", dir, me, r);
+            FILE *f = fopen(path, "w");
+            if (f) fclose(f);
+            snprintf(path, sizeof path, "%s/%s.%d", dir, partner, r);
+            for (int i = 0; i < 60000 && access(path, F_OK) != 0; i++) usleep(1000);
+        }
+        MPI_Barrier(MPI_COMM_WORLD);
+        if ((rc = kv_close(&kv)) != KV_OK) { fprintf(stderr, "churn %s round %d: close: %s\n", me, r, kv_errmsg(NULL)); bad = 1; }
+        MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    }
+    if (rank == 0) printf("client churn %s: %d rounds of connect and close, %s\n", me, rounds, bad ? "FAILED" : "all closed");
+    return bad;
+}
+
+/* late-close: rank 0 closes at once and must get KV_ETIMEDOUT (ftkv_timeout, e.g. 2 s, passes
+ * while rank 1 sleeps 2x longer); rank 1 then closes; both go on with MPI collectives. The barrier
+ * rank 0 gave up on is still under way in Open MPI: the library must not have freed its
+ * communicator (a freed one was progressed later: segfault). */
+static int late_close(const char *address) {
+    int rank, bad = 0, rc;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    kv_store *kv = NULL;
+    if ((rc = kv_connect(address, MPI_COMM_WORLD, MPI_INFO_NULL, &kv)) != KV_OK) {
+        fprintf(stderr, "late-close: connect: %s\n", kv_errmsg(NULL));
+        return 1;
+    }
+    const char *t = getenv("FTKV_TIMEOUT");
+    if (rank == 1) usleep((useconds_t)(2e6 * (t ? atof(t) : 2)));
+    rc = kv_close(&kv);
+    if (rank == 0 && rc != KV_ETIMEDOUT) { fprintf(stderr, "late-close: rank 0's close gave %d, not KV_ETIMEDOUT\n", rc); bad = 1; }
+    for (int i = 0; i < 50; i++) {
+        int one = 1, sum = 0;
+        MPI_Allreduce(&one, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+        usleep(20000);
+    }
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (rank == 0) printf("client late-close: %s\n", bad ? "FAILED" : "rank 0 timed out in kv_close, the job went on");
+    return bad;
+}
+
 int main(int argc, char **argv) {
     int provided, rank, size;
     MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
@@ -145,6 +204,16 @@ int main(int argc, char **argv) {
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     if (argc == 4 && strcmp(argv[2], "raw") == 0) {
         int rc = raw_client(argv[1], argv[3]);
+        MPI_Finalize();
+        return rc;
+    }
+    if (argc == 3 && strcmp(argv[2], "late-close") == 0) {
+        int rc = late_close(argv[1]);
+        MPI_Finalize();
+        return rc;
+    }
+    if (argc == 7 && strcmp(argv[2], "churn") == 0) {
+        int rc = churn(argv[1], argv[3], argv[4], argv[5], atoi(argv[6]));
         MPI_Finalize();
         return rc;
     }

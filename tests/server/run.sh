@@ -3,7 +3,8 @@
 #
 # Starts ompi-server on loopback (stopped by its PID at the end), then for servers of 2 and 4
 # ranks: two client jobs of 2 ranks write 10,000 keys each at the same time; a job of 3 ranks
-# reads every key of both back byte for byte, by the port file and by the published name; a
+# reads every key of both back byte for byte, by the port file and by the published name; two
+# jobs connect and leave in lockstep 20 times (both leave at once each round); a
 # wrong secret and a missing one are refused (KV_EDENIED); an unknown name and a port nobody
 # serves give KV_ENOSERVER within the deadline; a raw MPI client that says no hello, and one that
 # sends malformed requests, leave the server serving. The 2-rank server is stopped with `ftkv stop`
@@ -53,7 +54,7 @@ client() {
     FTKV_MPIRUN_TRACES=0 ftkv_mpirun "$n" 120 "${OMPI_SERVER[@]}" -x FTKV_SECRET -x FTKV_TIMEOUT "$CLIENT" "$@" \
         >"$out" 2>&1
     local rc=$?
-    grep -E '^(client|connect)' "$out"
+    grep -E '^(client|connect|churn)' "$out"
     return "$rc"
 }
 
@@ -105,6 +106,23 @@ serve_and_test() {
     cat "$WORK/a.txt" "$WORK/b.txt"
     client 3 "file:$pf" read A 2 5000 || { echo "FAIL: reading A back"; fail=1; }
     FTKV_SECRET="$secret" client 3 "$name" read B 2 5000 || { echo "FAIL: reading B back"; fail=1; }
+
+    # Two jobs connect and leave in lockstep, 20 times (40 client jobs): every server rank sees
+    # both leave at once, in either order. A blocking parting (MPI_Comm_disconnect) stopped the
+    # server for good here within two rounds.
+    mkdir -p "$WORK/churn-$s"
+    OUT=churn-a client 2 "file:$pf" churn "$WORK/churn-$s" C1 C2 20 >"$WORK/c1.txt" &
+    local c1=$!
+    OUT=churn-b client 2 "file:$pf" churn "$WORK/churn-$s" C2 C1 20 >"$WORK/c2.txt" &
+    local c2=$!
+    wait "$c1" || { echo "FAIL: churn job 1"; fail=1; }
+    wait "$c2" || { echo "FAIL: churn job 2"; fail=1; }
+    cat "$WORK/c1.txt" "$WORK/c2.txt"
+    client 3 "file:$pf" read A 2 5000 || { echo "FAIL: reading A back after the churn"; fail=1; }
+
+    # A kv_close that times out on one rank (the other is late) leaves the job usable: its
+    # MPI collectives afterwards do not crash on a communicator the library freed too early.
+    FTKV_TIMEOUT=2 OUT=late client 2 "file:$pf" late-close || { echo "FAIL: a timed-out kv_close"; fail=1; }
 
     # The same from Fortran (ftkv_connect), 3 ranks.
     FTKV_MPIRUN_TRACES=0 ftkv_mpirun 3 120 "${OMPI_SERVER[@]}" "$WORK/fclient" "file:$pf" >"$WORK/f.out" 2>&1

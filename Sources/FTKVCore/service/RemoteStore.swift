@@ -76,7 +76,13 @@ public final class RemoteStore: KeyValueStore {
         var keepLocal = false
         defer { if !keepLocal { Collectives.free(local) } }
         let (rank, size) = try Collectives.rankAndSize(local)
-        func wait(_ r: inout MPIRequest) throws { try Collectives.complete(&r, seconds: timeout, what: "kv_connect's agreement") }
+        // A collective that timed out is still under way on `local`: never free it (see close).
+        func wait(_ r: inout MPIRequest) throws {
+            do { try Collectives.complete(&r, seconds: timeout, what: "kv_connect's agreement") } catch {
+                keepLocal = true
+                throw error
+            }
+        }
 
         // Every rank returns the same code: local problems first, then the root's resolution.
         let troubled = try Collectives.sum([localFailure == nil ? 0 : 1], comm: local, wait: wait)[0]
@@ -284,31 +290,32 @@ public final class RemoteStore: KeyValueStore {
     }
 
     /// Collective over the client job: once every rank is done, rank 0 tells every server rank
-    /// the job leaves, and both jobs disconnect; if any rank of the job gave up on a server rank,
-    /// the connection is dropped instead (a parting handshake would wait for the dead).
+    /// it has not given up on that the job leaves, and the connection is freed without a parting
+    /// handshake (see Ports.abandon). A barrier that timed out is still under way on `local`
+    /// (a nonblocking collective cannot be cancelled): that communicator is then never freed,
+    /// or Open MPI would later progress it freed (measured: a segfault in the next collective).
     public func close() throws {
         lock.lock()
         defer { lock.unlock() }
         try checkOpen()
         closed = true
         var failure: Error?
+        var localBusy = false
         do {
             var r = try Collectives.startBarrier(local)
+            localBusy = true
             try Collectives.complete(&r, seconds: timeout, what: "kv_close of the client job")
-            let givenUp = try Collectives.sum([UInt64(deadGateways.count)], comm: local) { r in
-                try Collectives.complete(&r, seconds: timeout, what: "kv_close of the client job")
-            }[0]
+            localBusy = false
             if rank == 0 {
                 for s in 0..<link.remoteSize where !deadGateways.contains(s) {
                     try? link.send(try ServiceWire.message(.leave), to: s, tag: ServiceWire.requestTag, seconds: min(timeout, 5))
                 }
             }
-            if givenUp == 0 { Ports.disconnect(link.inter) } else { Ports.abandon(link.inter) }
         } catch {
             failure = error
-            Ports.abandon(link.inter)
         }
-        Collectives.free(local)
+        Ports.abandon(link.inter)
+        if !localBusy { Collectives.free(local) }
         if let failure { throw failure }
     }
 

@@ -29,7 +29,7 @@ enum ServiceWire {
         case swap = 7     // body: a SwapCodec request
         case reply = 8    // argument: a KVCode; body: get: true length u64 then the value if it
                           // fit; swap: swapped u8; failures: the message text
-        case leave = 9    // client rank 0 to every server rank: the job disconnects now
+        case leave = 9    // client rank 0 to every server rank: the job leaves now
         case echo = 10    // body: any bytes, returned as the reply's body (a round trip through
                           // the serving loop without the store: `ftkv bench-client`'s baseline)
     }

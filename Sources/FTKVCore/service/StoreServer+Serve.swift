@@ -37,8 +37,8 @@ extension StoreServer {
         }
         if h.kind == .leave {
             lock.withLock { clients.removeAll { $0 === job } }
-            // A parting handshake would wait for server ranks that died: then just let go.
-            if engine.hasFailedMembers { Ports.abandon(job.link.inter) } else { Ports.disconnect(job.link.inter) }
+            // Freed without a parting handshake (see Ports.abandon): it would block this loop.
+            Ports.abandon(job.link.inter)
             if rank == 0 { options.log("ftkv serve: client job #\(job.number) left (\(job.requests) requests at rank 0)") }
             return .left
         }

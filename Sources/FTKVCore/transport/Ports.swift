@@ -92,13 +92,10 @@ enum Ports {
 
     private static let widenTag: Int32 = 7105
 
-    /// Collective over both jobs of `inter`: a clean parting.
-    static func disconnect(_ inter: MPIComm) {
-        var c: MPI_Comm? = inter
-        _ = MPI_Comm_disconnect(&c)
-    }
-
-    /// Local: forgets an intercommunicator whose other job may be gone (no parting handshake).
+    /// Local: forgets an intercommunicator (no parting handshake). Never MPI_Comm_disconnect:
+    /// in Open MPI 4.1 it is a fence over every process of both jobs, without a deadline, so a
+    /// server rank blocked in job A's parting while another server rank sits in job B's never
+    /// returns (measured: two client jobs leaving at once stopped a 4-rank server for good).
     static func abandon(_ inter: MPIComm) {
         var c: MPI_Comm? = inter
         _ = MPI_Comm_free(&c)
