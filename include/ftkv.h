@@ -126,7 +126,8 @@ int kv_open_f(MPI_Fint comm, const char *name, size_t namelen, MPI_Fint info, kv
  * KV_EMISUSE; kv_stat answers KV_STAT_RANK, KV_STAT_SIZE (of this job) and KV_STAT_REPLICAS.
  * A server rank that dies (server run under mpirun --enable-recovery) costs at most one retry,
  * made inside the library: a put, get or del its gateway does not answer within 5 s (plus the
- * bytes at 50 MB/s) goes to the next server rank; a kv_cas is never sent twice and returns
+ * bytes at 50 MB/s), or answers KV_EPROCFAILED (a server rank the others excluded: paused past
+ * ftkv_suspect_after), goes to the next server rank; a kv_cas is never sent twice and returns
  * KV_EPROCFAILED after ftkv_timeout (it may have taken effect: read the key).
  * Returns KV_OK, KV_EINVAL, KV_EMISUSE, KV_ENOSERVER (unknown name, unreadable port file,
  * malformed port, or no server accepted within ftkv_timeout: the attempt leaves a thread blocked

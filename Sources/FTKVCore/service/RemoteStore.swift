@@ -342,7 +342,8 @@ public final class RemoteStore: KeyValueStore {
     }
 
     /// One request and its reply. It goes to this rank's gateway; a gateway that does not answer
-    /// within `patience` (a server rank that died: clients see no heartbeats) is given up for
+    /// within `patience` (a server rank that died: clients see no heartbeats), or answers
+    /// KV_EPROCFAILED to a put, get or del (a server rank the others excluded), is given up for
     /// good, and an idempotent request (put, get, del: the same outcome if run twice) goes to the
     /// next server rank. A compare-and-swap is not repeated: it waits the full ftkv_timeout and
     /// then reports KV_EPROCFAILED (it may have taken effect).
@@ -372,6 +373,11 @@ public final class RemoteStore: KeyValueStore {
                 guard idempotent else {
                     throw KVFailure(.procFailed, "server rank \(gateway) did not answer the compare-and-swap within \(timeout) s; it may have taken effect: read the key")
                 }
+            } catch let f as KVFailure where f.code == .procFailed && idempotent {
+                // The gateway's store failed it even after the server's own retries: that rank
+                // was excluded by the others (paused past ftkv_suspect_after, e.g. on a loaded
+                // node). It is given up like a dead one; the rest of the server has the data.
+                deadGateways.insert(gateway)
             }
         }
     }
