@@ -172,6 +172,22 @@ serve_and_test() {
     cat "$log"
 }
 
+# server_rank_pid MPIRUN_PID PORT_FILE LOG RANK: once the server wrote its port file, the PID of
+# its rank RANK (Open MPI puts the rank in each process's environment); a FAIL line otherwise.
+server_rank_pid() {
+    local server="$1" pf="$2" log="$3" want="$4" p
+    for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
+    [ -f "$pf" ] || { echo "FAIL: the server wrote no port file" >&2; cat "$log" >&2; return 1; }
+    for p in $(pgrep -P "$server"); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$want"; then
+            echo "$p"
+            return 0
+        fi
+    done
+    echo "FAIL: no server rank $want found" >&2
+    return 1
+}
+
 # Guarantee 3: a server rank SIGKILLed (r = 2) while a client job of 3 ranks writes 20,000 keys
 # per rank: the clients whose gateway died move to the next server rank, every put is
 # acknowledged, and after kv_fence every key reads back byte for byte; a new client job connects
@@ -183,14 +199,8 @@ server_rank_killed() {
         "${OMPI_SERVER[@]}" "$FTKV" serve --port-file "$pf" --timeout 20 >"$log" 2>&1 &
     local server=$!
     pids+=("$server")
-    for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
-    [ -f "$pf" ] || { echo "FAIL: the server wrote no port file"; cat "$log"; fail=1; return; }
-    # The victim is found by its rank (Open MPI puts it in each process's environment).
-    local victim="" p
-    for p in $(pgrep -P "$server"); do
-        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=2' && victim="$p"
-    done
-    [ -n "$victim" ] || { echo "FAIL: no server rank 2 found"; fail=1; return; }
+    local victim
+    victim="$(server_rank_pid "$server" "$pf" "$log" 2)" || { fail=1; return; }
     ( sleep 2; echo "killing server rank 2 (pid $victim)"; kill -9 "$victim" ) &
     local killer=$!
     FTKV_TIMEOUT=30 OUT=kill client 3 "file:$pf" write K 20000 || { echo "FAIL: the client job after a server rank's death"; fail=1; }
@@ -221,13 +231,8 @@ server_rank_paused() {
         "$FTKV" serve --port-file "$pf" --timeout 30 >"$log" 2>&1 &
     local server=$!
     pids+=("$server")
-    for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
-    [ -f "$pf" ] || { echo "FAIL: the server wrote no port file"; cat "$log"; fail=1; return; }
-    local victim="" p
-    for p in $(pgrep -P "$server"); do
-        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && victim="$p"
-    done
-    [ -n "$victim" ] || { echo "FAIL: no server rank 1 found"; fail=1; return; }
+    local victim
+    victim="$(server_rank_pid "$server" "$pf" "$log" 1)" || { fail=1; return; }
     (
         for _ in $(seq 300); do grep -q "client job #1 connected" "$log" && break; sleep 0.1; done
         sleep 1
