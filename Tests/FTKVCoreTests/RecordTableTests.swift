@@ -32,6 +32,12 @@ private func verify(_ table: RecordTable, _ model: [[UInt8]: Got], hashOf: ([UIn
     #expect(visits.values.allSatisfy { $0 == 1 }, "forEach visits each key once", sourceLocation: sourceLocation)
     #expect(Set(visits.keys) == Set(model.keys), "forEach key set", sourceLocation: sourceLocation)
     #expect(wrongInForEach == 0, "forEach records disagree with the model", sourceLocation: sourceLocation)
+
+    // The arena walk sees the same records, each once: replaced and dropped ones are skipped.
+    let walk = table.writeOrderWalk(hashOf: hashOf)
+    #expect(walk.visits == model.count, "forEachInWriteOrder visits each key once", sourceLocation: sourceLocation)
+    #expect(walk.records == model, "forEachInWriteOrder records disagree with the model", sourceLocation: sourceLocation)
+    #expect(walk.wrongHashes == 0, "forEachInWriteOrder hashes", sourceLocation: sourceLocation)
 }
 
 @Suite("RecordTable")

@@ -53,6 +53,21 @@ struct Got: Equatable {
 }
 
 extension RecordTable {
+    /// What `forEachInWriteOrder` visits: each key's record, how many visits in all, and how
+    /// many records came with a hash other than `hashOf` of their key.
+    func writeOrderWalk(hashOf: ([UInt8]) -> UInt64 = { StableHash.hash($0) })
+        -> (records: [[UInt8]: Got], visits: Int, wrongHashes: Int) {
+        var records: [[UInt8]: Got] = [:]
+        var visits = 0, wrong = 0
+        forEachInWriteOrder(hash: { hashOf(Array($0)) }) { rec in
+            let k = Array(rec.key)
+            visits += 1
+            if rec.hash != hashOf(k) { wrong += 1 }
+            records[k] = Got(value: Array(rec.value), stamp: rec.stamp, tombstone: rec.isTombstone)
+        }
+        return (records, visits, wrong)
+    }
+
     @discardableResult
     func put(_ key: [UInt8], _ value: [UInt8], stamp: Stamp = .zero, tombstone: Bool = false,
              onlyIfNewer: Bool = false, hash: UInt64? = nil) throws -> Bool {

@@ -15,4 +15,8 @@ int cplatform_start_writeback(int fd, long long offset, long long len);
 /* CRC32C (Castagnoli) of len bytes, continuing from crc (0 to start; pass the previous result to
  * continue, as zlib's crc32). SSE4.2's crc32 instruction when the CPU has it, else a table. */
 uint32_t cplatform_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Asks the CPU to start loading the cache line at p for a write soon; a hint (never faults, even
+ * for a stale address), so a loop over many writes overlaps their cache misses. */
+static inline void cplatform_prefetch(const void *p) { __builtin_prefetch(p, 1, 3); }
 #endif

@@ -85,18 +85,25 @@ extension Engine {
     /// replica that refused a batch, if one did.
     private func flush(_ writes: RecordTable) throws -> KVFailure? {
         guard writes.count > 0 else { return nil }
-        return try flush(count: writes.count, records: writes.forEach)
+        return try flush(count: writes.count, recordsStayValid: true) { body in
+            try writes.forEachInWriteOrder(hash: { StableHash.hash($0) }, body)
+        }
     }
 
     /// The same for any source of records (`count` of them, about): a restart loading files, or
     /// a view change's re-replication, which names each record's `destinations` itself (given
-    /// its hash; by default, its replicas).
-    func flush(count: Int, records forEachRecord: ((RecordView) throws -> Void) throws -> Void,
+    /// its hash; by default, its replicas). `recordsStayValid`: every record's bytes stay valid
+    /// and unchanged until this returns (a detached pending table, not file buffers or the store
+    /// itself), so local copies may wait in a PrefetchingApplier.
+    func flush(count: Int, recordsStayValid: Bool = false,
+               records forEachRecord: ((RecordView) throws -> Void) throws -> Void,
                destinations: ((UInt64, inout [Int32]) -> Void)? = nil) throws -> KVFailure? {
         // This rank holds about r/n of the keys written.
         try store.reserve(additionalKeys: count * placement.replicas / max(Int(transport.commSize), 1))
         var batches = [BatchBuilder?](repeating: nil, count: Int(transport.idLimit))
         defer { for b in batches { b?.writer.release() } }
+        var localCopies = recordsStayValid ? PrefetchingApplier(into: store) : nil
+        defer { localCopies?.release() }
         var inFlight: [(id: UInt64, bytes: Int)] = []
         var inFlightBytes = 0
         var refused: KVFailure?
@@ -130,8 +137,12 @@ extension Engine {
                 }
                 for dest in set {
                     if dest == rank {
-                        try store.upsert(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp,
-                                         tombstone: rec.isTombstone, onlyIfNewer: true)
+                        if localCopies != nil {
+                            try localCopies!.add(rec)
+                        } else {
+                            try store.upsert(rec.key, hash: rec.hash, value: rec.value, stamp: rec.stamp,
+                                             tombstone: rec.isTombstone, onlyIfNewer: true)
+                        }
                         continue
                     }
                     let d = Int(dest)
@@ -145,6 +156,7 @@ extension Engine {
                 }
             }
         }
+        try localCopies?.drain()
         for d in batches.indices { try ship(d) }
         try settle(to: 0)
         return refused

@@ -89,18 +89,22 @@ extension Engine {
     func applyBatch(_ request: Incoming) -> (applied: UInt64, ok: Bool) {
         let count = request.header.argument
         var body = request.body
-        var applied: UInt64 = 0
+        var applier = PrefetchingApplier(into: store)
+        defer { applier.release() }
         do {
             // One index resize for the batch (its count is bounded by the bytes present).
             try store.reserve(additionalKeys: Int(min(count, UInt64(body.remaining / OpCodec.headerSize))))
             try OpCodec.forEach(in: &body, count: count) { key, value, stamp, tombstone in
-                try store.upsert(key, hash: StableHash.hash(key), value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: true)
-                applied += 1
+                try applier.add(RecordView(key: key, value: value, stamp: stamp, isTombstone: tombstone,
+                                           hash: StableHash.hash(key)))
             }
-            return (applied, true)
+            try applier.drain()
+            return (UInt64(applier.applied), true)
         } catch {
+            // The ops decoded before a malformed one are still applied, as before the ring.
+            try? applier.drain()
             transport.noteDropped()
-            return (applied, false)
+            return (UInt64(applier.applied), false)
         }
     }
 
