@@ -129,6 +129,10 @@ int kv_open_f(MPI_Fint comm, const char *name, size_t namelen, MPI_Fint info, kv
  * bytes at 50 MB/s), or answers KV_EPROCFAILED (a server rank the others excluded: paused past
  * ftkv_suspect_after), goes to the next server rank; a kv_cas is never sent twice and returns
  * KV_EPROCFAILED after ftkv_timeout (it may have taken effect: read the key).
+ * Side effect on the process: under Open MPI, kv_connect makes its TCP transport poll socket
+ * events every eighth progress call (mpi_event_tick_rate 1 us), so a dead server rank cannot
+ * stall this job's TCP traffic (Open MPI 4.1 otherwise slows it to a crawl after a failed
+ * reconnect; docs/client-server.md). An OMPI_MCA_mpi_event_tick_rate you set is kept.
  * Returns KV_OK, KV_EINVAL, KV_EMISUSE, KV_ENOSERVER (unknown name, unreadable port file,
  * malformed port, or no server accepted within ftkv_timeout: the attempt leaves a thread blocked
  * inside MPI_Comm_connect; measured, the process still finalizes and exits), KV_EDENIED (wrong or

@@ -405,7 +405,7 @@ run_step "ftkv_on_failure=abort: a rank dies while the others wait in their own 
 run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies, one by one down to one survivor, the coordinator dying mid-decision, a survivor dying mid-re-replication), every acknowledged key byte for byte" online_recovery
 run_step "kv_cas: the primary of contended counters SIGKILLed mid-run (4-8 ranks, two at once with 3 copies); no swap lost or doubled" cas_kill
 run_step "restart: kv_commit, job killed, restart on 1-6 ranks; lost directories, damaged files, deaths in kv_commit, full disk" restart_scenarios
-run_step "client/server: ftkv serve on 2 and 4 ranks, two client jobs writing at once, a third reading back byte for byte; wrong or missing secret, unknown name, dead port, stopped server give codes; two jobs leaving at once 20 times; a paused server rank excluded, its clients moved on; ftkv stop and SIGTERM" env FTKV_PREFIX="$STAGE" bash tests/server/run.sh
+run_step "client/server: ftkv serve on 2 and 4 ranks, two client jobs writing at once, a third reading back byte for byte; wrong or missing secret, unknown name, dead port, stopped server give codes; two jobs leaving at once 20 times; a paused server rank excluded, its clients moved on; a client job SIGKILLed while another writes; a server rank SIGKILLed during a workload; ftkv stop and SIGTERM" env FTKV_PREFIX="$STAGE" bash tests/server/run.sh
 run_step "examples-c: build with pkg-config" examples_build
 run_step "examples-c: hello, 1 rank" ftkv_mpirun 1 60 examples-c/bin/hello
 run_step "examples-c: hello, 4 ranks" ftkv_mpirun 4 90 examples-c/bin/hello

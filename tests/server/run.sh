@@ -11,8 +11,9 @@
 # (after which its port file, its name and its old port give KV_ENOSERVER); the 4-rank one with
 # SIGTERM to its mpirun (port file withdrawn at once). Then a server of 3 ranks has rank 1 paused
 # past ftkv_suspect_after during a client job's writes (server_rank_paused; alone with
-# SERVER_TEST_ONLY=pause). With SERVER_TEST_ONLY=kill: a server of 3 ranks loses rank 2 to SIGKILL
-# during a client job's writes (see server_rank_killed).
+# SERVER_TEST_ONLY=pause); a client job is SIGKILLed while another writes (client_job_killed;
+# SERVER_TEST_ONLY=client-kill); a server of 3 ranks loses rank 2 to SIGKILL during a client job's
+# writes (server_rank_killed; SERVER_TEST_ONLY=kill).
 # Usage: FTKV_PREFIX=build/stage bash tests/server/run.sh   (run-all.sh does this)
 set -uo pipefail
 
@@ -250,17 +251,64 @@ server_rank_paused() {
     grep -v '^\[' "$log" | head -20
 }
 
-# The server-rank death runs alone (SERVER_TEST_ONLY=kill, repeated by scripts/soak-server-kill.sh),
-# not in make test: about one run in five a client rank whose gateway died stays stuck inside
-# Open MPI's TCP transport (docs/client-server.md, "Limits today").
+# Guarantee 2: a client job SIGKILLed mid-workload. Job A (2 ranks) puts keys without pause; job
+# B (2 ranks) writes 20,000 keys per rank at the same time. Once both are connected and A has
+# written for a while, both of A's ranks are SIGKILLed. B must finish (every key read back
+# after its fence), a new 3-rank job must read all of B's keys, and `ftkv stop` must stop the
+# server in order. Before the fix every one of these timed out: the server rank that had been
+# answering A wrote to the dead process, Open MPI's TCP transport lost its event count there
+# (cmpi_poll_transport_events_often), and that rank never answered anyone again.
+client_job_killed() {
+    local pf="$WORK/port-ckill" log="$WORK/server-ckill.log"
+    echo "=== server of 2 ranks, a client job SIGKILLed while another writes"
+    mpirun --oversubscribe --bind-to none --timeout 300 -n 2 "${OMPI_SERVER[@]}" \
+        "$FTKV" serve --port-file "$pf" --timeout 30 >"$log" 2>&1 &
+    local server=$!
+    pids+=("$server")
+    for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
+    [ -f "$pf" ] || { echo "FAIL: the server wrote no port file"; cat "$log"; fail=1; return; }
+    # A is marked in its environment, so its ranks can be found (and only they are killed).
+    local mark="ftkv-victim-$$"
+    FTKV_VICTIM="$mark" OUT=victim FTKV_MPIRUN_EXTRA="-x FTKV_VICTIM" client 2 "file:$pf" write V 2000000 >/dev/null &
+    local a=$!
+    for _ in $(seq 300); do grep -q "client job #1 connected" "$log" && break; sleep 0.1; done
+    FTKV_TIMEOUT=30 OUT=survivor client 2 "file:$pf" write S 20000 >"$WORK/survivor.txt" &
+    local b=$!
+    sleep 3
+    local p victims=()
+    for p in $(pgrep -x client); do
+        tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "FTKV_VICTIM=$mark" && victims+=("$p")
+    done
+    [ "${#victims[@]}" -eq 2 ] || { echo "FAIL: found ${#victims[@]} ranks of the victim job, not 2"; fail=1; }
+    echo "killing client job A (pids ${victims[*]})"
+    kill -9 "${victims[@]}" 2>/dev/null
+    wait "$a"
+    wait "$b" || { echo "FAIL: client job B after A was killed"; fail=1; }
+    cat "$WORK/survivor.txt"
+    FTKV_TIMEOUT=30 OUT=survivor-read client 3 "file:$pf" read S 2 20000 || { echo "FAIL: a new client job reading B's keys after A was killed"; fail=1; }
+    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop after a client job was killed"; fail=1; }
+    for _ in $(seq 300); do grep -q "stopped after" "$log" && break; sleep 0.1; done
+    grep -q "stopped after 3 client job" "$log" || { echo "FAIL: the server did not stop in order after a client job was killed"; fail=1; }
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+    echo "--- server log (client job killed):"
+    grep -v '^\[' "$log" | grep -v '^ *$' | head -20
+}
+
+# Each scenario also runs alone: SERVER_TEST_ONLY=kill (repeated by scripts/soak-server-kill.sh),
+# pause or client-kill.
 if [ "${SERVER_TEST_ONLY:-}" = kill ]; then
     server_rank_killed
 elif [ "${SERVER_TEST_ONLY:-}" = pause ]; then
     server_rank_paused
+elif [ "${SERVER_TEST_ONLY:-}" = client-kill ]; then
+    client_job_killed
 else
     serve_and_test 2
     serve_and_test 4
     server_rank_paused
+    client_job_killed
+    server_rank_killed
 fi
 
 if [ "$fail" -eq 0 ]; then echo "client/server: PASS"; else echo "client/server: FAIL"; fi

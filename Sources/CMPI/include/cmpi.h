@@ -34,4 +34,13 @@ static inline MPI_Fint cmpi_comm_c2f(MPI_Comm comm) { return MPI_Comm_c2f(comm);
 /* A non-inline function in cmpi.c keeps this a real C target, so SwiftPM rebuilds dependents
  * when this header changes. It reports whether MPI is usable now (initialised, not finalised). */
 int cmpi_mpi_state(void);
+
+/* Open MPI 4.1 runs its TCP transport's socket events only while a count of "event users" is
+ * positive, else once per tick (mpi_event_tick_rate). A connection to a process that died drops
+ * that count without having raised it (btl_tcp_endpoint.c: the failed connect's close), and from
+ * then on every TCP send and receive of the process, to any peer, crawls: a server whose client
+ * job was killed stopped answering its other clients for good (measured). Polling the events at
+ * every tick (1 us) keeps TCP going whatever the count. Returns 1 if the rate was set, 0 if not
+ * (another MPI, or OMPI_MCA_mpi_event_tick_rate given by the user). Client/server mode only. */
+int cmpi_poll_transport_events_often(void);
 #endif

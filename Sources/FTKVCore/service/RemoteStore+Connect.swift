@@ -32,6 +32,7 @@ extension RemoteStore {
                                 hello: ServiceWire.Kind) throws -> RemoteStore? {
         try Engine.requireMPI()
         guard let comm, !Collectives.isNull(comm) else { throw KVFailure(.misuse, "the communicator is MPI_COMM_NULL") }
+        Ports.keepTransportProgressingAfterPeerDeaths()
         guard try !Collectives.isIntercommunicator(comm) else {
             throw KVFailure(.invalid, "the communicator is an intercommunicator; kv_connect needs the client job's intracommunicator")
         }

@@ -92,6 +92,7 @@ public final class StoreServer {
     /// Collective over `comm` (the server job): opens the store and the port, writes the port
     /// file (mode 0600: it holds the secret) and publishes the name.
     public static func start(comm: MPIComm, options: Options) throws -> StoreServer {
+        Ports.keepTransportProgressingAfterPeerDeaths()
         var storeOptions = options.storeOptions
         storeOptions["ftkv_consistency"] = "sequential"
         let engine = try Engine.open(comm: comm, name: "served", options: storeOptions)

@@ -4,6 +4,13 @@ import Glibc
 /// MPI's machinery for joining separate jobs (client/server mode): ports, the name service,
 /// accept and connect, and framed messages over the intercommunicator between two jobs.
 enum Ports {
+    /// Keeps Open MPI's TCP transport progressing after a peer job dies (see
+    /// cmpi_poll_transport_events_often). Called by both sides of client/server mode, whose
+    /// peers are other jobs that may die; an embedded store never calls it.
+    static func keepTransportProgressingAfterPeerDeaths() {
+        _ = cmpi_poll_transport_events_often()
+    }
+
     /// Opens a port; its name is what clients connect to.
     static func open() throws -> String {
         var name = [CChar](repeating: 0, count: Int(MPI_MAX_PORT_NAME) + 1)
