@@ -9,6 +9,10 @@ import Glibc
 ///   --secret-file F    the secret client jobs must present (default: a random one)
 ///   --replicas R       copies of each key (ftkv_replicas; default 2)
 ///   --timeout S        ftkv_timeout of the server's waits
+///   --dir DIR          durable: load the newest version committed under DIR at start (ftkv_dir;
+///                      any server size), commit a new one at `ftkv stop`. Without it the store
+///                      lives in memory only and nothing is loaded.
+///   --load V           with --dir: which version to load (latest, none or a number; ftkv_load)
 /// `ftkv stop --port-file PATH | --name NAME | --port PORT`: ask a server to stop (the secret
 /// from the port file, or FTKV_SECRET).
 enum Serve {
@@ -33,6 +37,8 @@ enum Serve {
                 }
             case "--replicas": options.storeOptions["ftkv_replicas"] = value
             case "--timeout": options.storeOptions["ftkv_timeout"] = value
+            case "--dir": options.storeOptions["ftkv_dir"] = value
+            case "--load": options.storeOptions["ftkv_load"] = value
             default: return usage()
             }
             i += 2
@@ -40,6 +46,16 @@ enum Serve {
         guard options.portFile != nil || options.serviceName != nil else {
             FileHandle.standardError("ftkv serve: give --port-file PATH and/or --name NAME: clients need one of them")
             return 2
+        }
+        if options.storeOptions["ftkv_dir"] == nil {
+            guard options.storeOptions["ftkv_load"] == nil else {
+                FileHandle.standardError("ftkv serve: --load needs --dir DIR (where the versions are)")
+                return 2
+            }
+            // In memory only: never load what an FTKV_DIR or ./ftkv-data happens to hold.
+            options.storeOptions["ftkv_load"] = "none"
+        } else {
+            options.durable = true
         }
         options.log = { line in
             print(line)
@@ -73,6 +89,7 @@ enum Serve {
     static func usage() -> Int32 {
         FileHandle.standardError("""
             usage: mpirun -n N ftkv serve [--port-file PATH] [--name NAME] [--secret-file F] [--replicas R] [--timeout S]
+                                         [--dir DIR [--load latest|none|V]]
                    ftkv stop --port-file PATH | --name NAME | --port PORT
             """)
         return 2

@@ -21,6 +21,9 @@ public final class StoreServer {
         public var storeOptions: [String: String] = [:]
         /// Seconds connected client jobs get to leave once a stop is asked.
         public var leaveGrace = 10.0
+        /// The store has a directory (ftkv_dir in storeOptions): an orderly stop commits a
+        /// version there (the next server with the same directory loads it).
+        public var durable = false
         /// Where rank 0 reports (one line per event).
         public var log: (String) -> Void = { print($0) }
         public init() {}
@@ -124,6 +127,13 @@ public final class StoreServer {
             guard parts.count == 2 else { throw KVFailure(.internal, "server rank 0 sent a malformed port") }
             let server = StoreServer(options: options, engine: engine, acceptComm: acceptComm, rank: rank, size: size,
                                      port: parts[0], secret: parts[1], timeout: timeout)
+            if options.durable {
+                let version = (try? engine.stat(.version)) ?? 0
+                if rank == 0 {
+                    options.log(version == 0 ? "ftkv serve: no committed version to load: starting empty"
+                                             : "ftkv serve: loaded version \(version)")
+                }
+            }
             if rank == 0 {
                 let replicas = (try? engine.stat(.replicas)) ?? 0
                 options.log("ftkv serve: \(size) ranks, \(replicas) copies of each key, listening on port \(parts[0])"
@@ -172,7 +182,18 @@ public final class StoreServer {
             if rank == 0 { options.log("ftkv serve: client job #\(job.number) still connected at stop: dropped") }
         }
         var failure: Error?
-        do { try engine.close() } catch { failure = error }
+        if options.durable {
+            // Every server rank gets here (the stop reached all acceptors), so the collective
+            // commit has all its ranks; clients have left or been dropped, so nothing writes.
+            do {
+                let version = try engine.commit()
+                if rank == 0 { options.log("ftkv serve: committed version \(version)") }
+            } catch {
+                if rank == 0 { options.log("ftkv serve: the commit at stop failed: \(error)") }
+                failure = error
+            }
+        }
+        do { try engine.close() } catch { failure = failure ?? error }
         if rank == 0 {
             let port = lock.withLock { self.port }
             if let name = options.serviceName { Ports.unpublish(name, port: port) }
