@@ -122,8 +122,8 @@ int kv_open_f(MPI_Fint comm, const char *name, size_t namelen, MPI_Fint info, kv
  * consistency: a put returns once every replica on the server holds it. kv_fence is a barrier of
  * this job (after it, every rank of this job reads what the others wrote before it). kv_close
  * is collective over this job and frees the connection (no MPI_Comm_disconnect: see
- * docs/client-server.md). kv_commit, kv_flush_status, kv_failed, kv_comm, kv_locate return
- * KV_EMISUSE; kv_stat answers KV_STAT_RANK, KV_STAT_SIZE (of this job) and KV_STAT_REPLICAS.
+ * docs/client-server.md). kv_commit asks a durable server (ftkv serve --dir) for a version (see
+ * kv_commit); kv_flush_status, kv_failed, kv_comm, kv_locate return KV_EMISUSE; kv_stat answers KV_STAT_RANK, KV_STAT_SIZE (of this job) and KV_STAT_REPLICAS.
  * A server rank that dies (server run under mpirun --enable-recovery) costs at most one retry,
  * made inside the library: a put, get or del its gateway does not answer within 5 s (plus the
  * bytes at 50 MB/s), or answers KV_EPROCFAILED (a server rank the others excluded: paused past
@@ -244,6 +244,11 @@ int kv_fence(kv_store *kv);
  * fence): both agreed on every rank, the version is not published, earlier versions and the
  * handle stay usable, and the commit may be retried. KV_EMISUSE, KV_ENOMEM, KV_EMPI, KV_ETIMEDOUT
  * as kv_fence (the handle is then unusable).
+ * On a client handle (kv_connect): collective over the client job; once every rank of the job has
+ * called it (so all its acknowledged writes are on the server's replicas), the server commits its
+ * whole store as above and every rank receives the same version. Writes other client jobs make
+ * meanwhile may or may not be in it. KV_EMISUSE from a server started without --dir; the codes of
+ * the server's commit, or of reaching the server (KV_ENOSERVER, KV_EDENIED, KV_ETIMEDOUT).
  */
 int kv_commit(kv_store *kv, uint64_t *version);
 

@@ -10,8 +10,8 @@ import Glibc
 ///   --replicas R       copies of each key (ftkv_replicas; default 2)
 ///   --timeout S        ftkv_timeout of the server's waits
 ///   --dir DIR          durable: load the newest version committed under DIR at start (ftkv_dir;
-///                      any server size), commit a new one at `ftkv stop`. Without it the store
-///                      lives in memory only and nothing is loaded.
+///                      any server size), commit one on a client job's kv_commit and at
+///                      `ftkv stop`. Without it the store lives in memory only, nothing loaded.
 ///   --load V           with --dir: which version to load (latest, none or a number; ftkv_load)
 /// `ftkv stop --port-file PATH | --name NAME | --port PORT`: ask a server to stop (the secret
 /// from the port file, or FTKV_SECRET).

@@ -263,9 +263,24 @@ int main(int argc, char **argv) {
     } else {
         bad = 1;
     }
-    /* Calls the server owns are refused with a code. */
-    uint64_t version;
-    if (kv_commit(kv, &version) != KV_EMISUSE) { fprintf(stderr, "client %d: kv_commit on a client handle was not KV_EMISUSE\n", rank); bad++; }
+    /* kv_commit: with CLIENT_COMMIT=1 the server is durable (--dir) and the commit must succeed
+     * (the same version on every rank); otherwise the server is in memory and refuses it. */
+    uint64_t version = 0;
+    const char *want_commit = getenv("CLIENT_COMMIT");
+    if (want_commit && strcmp(want_commit, "1") == 0) {
+        if ((rc = kv_commit(kv, &version)) != KV_OK) {
+            fprintf(stderr, "client %d: kv_commit: %s (%s)\n", rank, kv_strerror(rc), kv_errmsg(kv));
+            bad++;
+        }
+        uint64_t lo = 0, hi = 0;
+        MPI_Allreduce(&version, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+        MPI_Allreduce(&version, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+        if (lo != hi || lo == 0) { fprintf(stderr, "client %d: kv_commit gave versions %llu..%llu across ranks\n", rank, (unsigned long long)lo, (unsigned long long)hi); bad++; }
+        if (rank == 0 && !bad) printf("client commit: version %llu\n", (unsigned long long)version);
+    } else if ((rc = kv_commit(kv, &version)) != KV_EMISUSE) {
+        fprintf(stderr, "client %d: kv_commit on an in-memory server gave %d, not KV_EMISUSE\n", rank, rc);
+        bad++;
+    }
     if ((rc = kv_close(&kv)) != KV_OK) { fprintf(stderr, "client %d: close: %s\n", rank, kv_errmsg(NULL)); bad++; }
     int total = 0;
     MPI_Allreduce(&bad, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

@@ -13,8 +13,8 @@
 # past ftkv_suspect_after during a client job's writes (server_rank_paused; alone with
 # SERVER_TEST_ONLY=pause); a client job is SIGKILLed while another writes (client_job_killed;
 # SERVER_TEST_ONLY=client-kill); a server of 3 ranks loses rank 2 to SIGKILL during a client job's
-# writes (server_rank_killed; SERVER_TEST_ONLY=kill); a server started with --dir commits at
-# `ftkv stop` and a server of another size loads it (durable_server; SERVER_TEST_ONLY=durable).
+# writes (server_rank_killed; SERVER_TEST_ONLY=kill); a client job commits to a server started
+# with --dir and a server of another size loads it (durable_server; SERVER_TEST_ONLY=durable).
 # Usage: FTKV_PREFIX=build/stage bash tests/server/run.sh   (run-all.sh does this)
 set -uo pipefail
 
@@ -296,12 +296,14 @@ client_job_killed() {
     grep -v '^\[' "$log" | grep -v '^ *$' | head -20
 }
 
-# A durable server (--dir): a 2-rank server starts empty, a client job writes 5,000 keys per rank,
-# `ftkv stop` commits version 1; a 3-rank server on the same directory loads it and a client job
-# reads every key back byte for byte; its own stop commits version 2.
+# A durable server (--dir). A 2-rank server starts empty; a client job writes 5,000 keys per rank
+# and calls kv_commit (version 1, the same on every client rank); the server is then ended with
+# SIGTERM, which commits nothing. A 3-rank server on the same directory loads version 1 and a new
+# client job reads every key back byte for byte and commits (version 2); `ftkv stop` then
+# commits version 3.
 durable_server() {
     local dir="$WORK/durable-store" s
-    echo "=== a durable server: committed at ftkv stop, loaded by a server of another size"
+    echo "=== a durable server: kv_commit from a client job, loaded by a server of another size"
     for s in 2 3; do
         local pf="$WORK/port-durable-$s" log="$WORK/server-durable-$s.log"
         mpirun --oversubscribe --bind-to none --timeout 300 -n "$s" "${OMPI_SERVER[@]}" \
@@ -312,16 +314,22 @@ durable_server() {
         [ -f "$pf" ] || { echo "FAIL: the durable server of $s ranks wrote no port file"; cat "$log"; fail=1; return; }
         if [ "$s" -eq 2 ]; then
             grep -q "no committed version to load: starting empty" "$log" || { echo "FAIL: the first durable server did not start empty"; fail=1; }
-            FTKV_TIMEOUT=30 OUT=durable-w client 2 "file:$pf" write D 5000 || { echo "FAIL: writing to the durable server"; fail=1; }
+            CLIENT_COMMIT=1 FTKV_MPIRUN_EXTRA="-x CLIENT_COMMIT" FTKV_TIMEOUT=30 OUT=durable-w client 2 "file:$pf" write D 5000 ||
+                { echo "FAIL: writing to the durable server and committing"; fail=1; }
+            grep -q "^client commit: version 1$" "$WORK/durable-w.out" || { echo "FAIL: kv_commit from the client job did not give version 1"; fail=1; }
+            kill -TERM "$server"
+            wait "$server"
+            grep -q "committed version 1 (asked by a client job)" "$log" || { echo "FAIL: the server did not log the client's commit"; fail=1; }
         else
-            grep -q "loaded version 1" "$log" || { echo "FAIL: the second durable server did not load version 1"; fail=1; }
-            FTKV_TIMEOUT=30 OUT=durable-r client 2 "file:$pf" read D 2 5000 || { echo "FAIL: reading the committed keys from a server of 3 ranks"; fail=1; }
+            grep -q "loaded version 1$" "$log" || { echo "FAIL: the second durable server did not load version 1"; fail=1; }
+            CLIENT_COMMIT=1 FTKV_MPIRUN_EXTRA="-x CLIENT_COMMIT" FTKV_TIMEOUT=30 OUT=durable-r client 2 "file:$pf" read D 2 5000 ||
+                { echo "FAIL: reading the committed keys from a server of 3 ranks"; fail=1; }
+            grep -q "^client commit: version 2$" "$WORK/durable-r.out" || { echo "FAIL: the second kv_commit did not give version 2"; fail=1; }
+            FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop of the durable server"; fail=1; }
+            wait "$server" || { echo "FAIL: the durable server of 3 ranks exited with $?"; fail=1; }
+            grep -q "committed version 3$" "$log" || { echo "FAIL: the durable server did not commit version 3 at stop"; fail=1; }
         fi
-        FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop of the durable server"; fail=1; }
-        wait "$server" || { echo "FAIL: the durable server of $s ranks exited with $?"; fail=1; }
-        local want=$((s - 1))
-        grep -q "committed version $want\$" "$log" || { echo "FAIL: the durable server of $s ranks did not commit version $want at stop"; fail=1; }
-        grep -v '^\[' "$log" | grep -E "version|stopped"
+        grep -v '^\[' "$log" | grep -E "version|stopped|SIGTERM"
     done
 }
 

@@ -120,7 +120,8 @@ extension RemoteStore {
             throw error
         }
         keepLocal = true
-        return RemoteStore(local: local, link: full, rank: rank, size: size, replicas: welcome.replicas, timeout: timeout)
+        return RemoteStore(local: local, link: full, rank: rank, size: size, replicas: welcome.replicas, timeout: timeout,
+                           address: address ?? "", secret: config.secret)
     }
 
     /// MPI_Comm_connect on a thread of its own: against a port nobody listens on any more it
@@ -151,6 +152,35 @@ extension RemoteStore {
         }
     }
 
+    /// Client rank 0 (kv_commit): connects again, alone, with a commit hello (the port file is
+    /// read again: the server may have moved to a new port). The server sends the welcome once
+    /// every server rank committed; its text is the version.
+    static func requestCommit(address: String, secret configured: String?, timeout: Double) -> Result<UInt64, KVFailure> {
+        var turn: String?
+        defer { if let turn { ConnectTurn.release(turn) } }
+        do {
+            if address.hasPrefix("file:") {
+                let lock = ConnectTurn.lockPath(forPortFile: String(address.dropFirst(5)))
+                try ConnectTurn.take(lock, holdSeconds: 2 * timeout, waitSeconds: timeout)
+                turn = lock
+            }
+            let target = ConnectTarget.resolve(address, secret: configured)
+            if let failure = target.failure { throw failure }
+            let inter = try connectWithin(timeout, port: target.port, comm: Collectives.selfCommunicator)
+            defer { Ports.abandon(inter) }
+            let welcome = handshake(try JobLink(inter), kind: .commit, secret: target.secret, jobSize: 1, timeout: timeout)
+            guard welcome.code == .ok else { throw KVFailure(welcome.code, welcome.message) }
+            guard let version = UInt64(welcome.serverText) else {
+                throw KVFailure(.remote, "the server answered the commit with '\(welcome.serverText)', not a version")
+            }
+            return .success(version)
+        } catch let f as KVFailure {
+            return .failure(f)
+        } catch {
+            return .failure(KVFailure(.internal, "\(error)"))
+        }
+    }
+
     /// Client rank 0: hello with the secret, then the server's welcome.
     private static func handshake(_ link: JobLink, kind: ServiceWire.Kind, secret: String, jobSize: Int32, timeout: Double) -> Welcome {
         do {
@@ -169,7 +199,8 @@ extension RemoteStore {
             let replicas = try r.read(UInt32.self)
             let text = ServiceWire.text(try r.read(count: r.remaining))
             return Welcome(code: code, replicas: Int32(clamping: replicas),
-                           message: code == .ok ? "connected to \(serverSize) server ranks" : "server: \(text)")
+                           message: code == .ok ? "connected to \(serverSize) server ranks" : "server: \(text)",
+                           serverText: text)
         } catch let f as KVFailure {
             return Welcome(code: f.code, replicas: 0, message: f.message)
         } catch {
@@ -252,6 +283,8 @@ private struct Welcome {
     var code: KVCode
     var replicas: Int32
     var message: String
+    /// The server's own text (a commit's version); not broadcast.
+    var serverText = ""
 
     func encoded() -> [UInt8] {
         var out: [UInt8] = []

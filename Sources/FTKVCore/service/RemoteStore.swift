@@ -19,15 +19,21 @@ public final class RemoteStore: KeyValueStore {
     private let timeout: Double
     private var nextID: UInt64 = 1
     private var closed = false
+    /// Where the job connected and the secret it was given, for rank 0's commit connection.
+    private let address: String
+    private let configuredSecret: String?
 
     /// Made by connect (RemoteStore+Connect.swift).
-    init(local: MPIComm, link: JobLink, rank: Int32, size: Int32, replicas: Int32, timeout: Double) {
+    init(local: MPIComm, link: JobLink, rank: Int32, size: Int32, replicas: Int32, timeout: Double,
+         address: String, secret: String?) {
         self.local = local
         self.link = link
         self.rank = rank
         self.size = size
         self.serverReplicas = replicas
         self.timeout = timeout
+        self.address = address
+        self.configuredSecret = secret
     }
 
     // MARK: KeyValueStore
@@ -96,7 +102,43 @@ public final class RemoteStore: KeyValueStore {
         return withExtendedLifetime(reply) { reply.body.remaining }
     }
 
-    public func commit() throws -> UInt64 { throw notHere("kv_commit") }
+    /// Collective over the client job. Once every rank is here (so every write of this job was
+    /// acknowledged, hence on all its replicas), rank 0 asks the server for a commit on a
+    /// connection of its own (as `ftkv stop` does); the server answers once every server rank
+    /// committed. Writes other client jobs make meanwhile may or may not be in the version.
+    /// KV_EMISUSE from a server without --dir.
+    public func commit() throws -> UInt64 {
+        try lock.withLock {
+            try checkOpen()
+            var r = try Collectives.startBarrier(local)
+            try Collectives.complete(&r, seconds: timeout, what: "kv_commit of the client job")
+            // code i32 | version u64 | message
+            var answer: [UInt8] = []
+            if rank == 0 {
+                let outcome = RemoteStore.requestCommit(address: address, secret: configuredSecret, timeout: timeout)
+                let (code, version, message): (Int32, UInt64, String) = switch outcome {
+                case .success(let v): (KVCode.ok.rawValue, v, "")
+                case .failure(let f): (f.code.rawValue, 0, f.message)
+                }
+                withUnsafeBytes(of: code.littleEndian) { answer += $0 }
+                withUnsafeBytes(of: version.littleEndian) { answer += $0 }
+                answer += Array(message.utf8)
+            }
+            // Rank 0 may take a connect and the commit's answer: two deadlines.
+            let bytes = try Collectives.broadcastBytes(answer, root: 0, rank: rank, comm: local) { r in
+                try Collectives.complete(&r, seconds: 2 * timeout + 5, what: "kv_commit: the server's answer")
+            }
+            return try bytes.withUnsafeBytes { raw in
+                var reader = ByteReader(raw)
+                let code = KVCode(rawValue: try reader.read(Int32.self)) ?? .internal
+                let version = try reader.read(UInt64.self)
+                guard code == .ok else {
+                    throw KVFailure(code, String(decoding: try reader.read(count: reader.remaining), as: UTF8.self))
+                }
+                return version
+            }
+        }
+    }
     public func flushed(_ version: UInt64) throws -> Bool { throw notHere("kv_flush_status") }
     public func failed() throws -> [Int32] { throw notHere("kv_failed") }
     public func communicator() throws -> MPIComm { throw notHere("kv_comm") }

@@ -32,6 +32,9 @@ enum ServiceWire {
         case leave = 9    // client rank 0 to every server rank: the job leaves now
         case echo = 10    // body: any bytes, returned as the reply's body (a round trip through
                           // the serving loop without the store: `ftkv bench-client`'s baseline)
+        case commit = 11  // a hello asking a durable server to commit (kv_commit); body: the
+                          // secret. Its welcome comes once every server rank committed: its
+                          // message is the version number in decimal
     }
 
     struct Header {

@@ -11,14 +11,16 @@ extension StoreServer {
             // other rank busy-polling inside Open MPI's broadcast between connections (measured:
             // 93% of a core each). It judges the hello; every rank then acts on the verdict,
             // awaited with a sleeping backoff: 0 accept, 1 refuse, 2 stop, 3 refuse and listen on
-            // a new port (followed by its name).
+            // a new port (followed by its name), 4 commit (rank 0 answers once it is done).
             var narrow: MPIComm?
+            var narrowLink: JobLink?
             var verdict: [UInt8] = []
             if rank == 0 {
                 do {
                     let accepted = try Ports.accept(lock.withLock { port }, comm: selfComm)
                     narrow = accepted
                     let link = try JobLink(accepted)
+                    narrowLink = link
                     verdict = [judge(link)]
                     if verdict == [3] { verdict += rotatePort() }
                 } catch {
@@ -48,6 +50,16 @@ extension StoreServer {
             case 2:
                 lock.withLock { stopAsked = true }
                 if rank == 0 { options.log("ftkv serve: stop requested") }
+            case 4:
+                let outcome = commitOnServingThread()
+                if rank == 0, let link = narrowLink {
+                    let answer: MessageBuffer?
+                    switch outcome {
+                    case .success(let version): answer = try? welcomeMessage(.ok, "\(version)")
+                    case .failure(let f): answer = try? welcomeMessage(f.code, f.message)
+                    }
+                    if let answer { try? link.send(answer, to: 0, tag: ServiceWire.welcomeTag, seconds: min(timeout, 10)) }
+                }
             case 3 where verdict.count > 1:
                 let fresh = String(decoding: verdict.dropFirst(), as: UTF8.self)
                 lock.withLock { port = fresh }
@@ -85,7 +97,8 @@ extension StoreServer {
     }
 
     /// Server rank 0: reads the hello of a connecting job (within the deadline), answers it,
-    /// and returns the verdict (0 accept, 1 refuse, 2 stop, 3 refuse: no valid hello came).
+    /// and returns the verdict (0 accept, 1 refuse, 2 stop, 3 refuse: no valid hello came,
+    /// 4 commit: answered by the caller once every rank committed).
     func judge(_ link: JobLink) -> UInt8 {
         var code = KVCode.ok
         var message = ""
@@ -96,7 +109,7 @@ extension StoreServer {
             var r = ByteReader(hello.bytes)
             let h = try ServiceWire.readHeader(&r)
             let presented = try r.read(count: r.remaining)
-            guard h.kind == .hello || h.kind == .stop else { throw KVFailure(.remote, "expected a hello, got \(h.kind)") }
+            guard h.kind == .hello || h.kind == .stop || h.kind == .commit else { throw KVFailure(.remote, "expected a hello, got \(h.kind)") }
             if !StoreServer.sameSecret(presented, secret) {
                 code = .denied
                 message = "wrong or missing secret (give the port file, or set ftkv_secret / FTKV_SECRET)"
@@ -105,6 +118,12 @@ extension StoreServer {
             } else if h.kind == .stop {
                 message = "stopping"
                 verdict = 2
+            } else if h.kind == .commit && options.durable {
+                return 4
+            } else if h.kind == .commit {
+                code = .misuse
+                message = "this server keeps its store in memory (started without --dir): nothing to commit"
+                verdict = 1
             }
         } catch let f as KVFailure {
             code = f.code == .timedOut ? .timedOut : .remote

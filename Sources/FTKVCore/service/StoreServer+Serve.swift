@@ -128,7 +128,7 @@ extension StoreServer {
             return try w.finish()
         case .echo:
             return try ServiceWire.message(.reply, requestID: h.requestID, argument: 0, body: try r.read(count: r.remaining))
-        case .hello, .stop, .welcome, .reply, .leave:
+        case .hello, .stop, .commit, .welcome, .reply, .leave:
             throw KVFailure(.remote, "unexpected \(h.kind) message on the request tag")
         }
     }

@@ -68,6 +68,11 @@ public final class StoreServer {
     var abandonedReplies: [JobLink.Posted] = []
     var stopAsked = false
     var acceptorEnded = false
+    /// Commits client jobs asked for (the acceptors agree on each) and those the serving
+    /// thread ran, with the last one's outcome: see runAskedCommit.
+    var commitsAsked = 0
+    var commitsRun = 0
+    var lastCommit: Result<UInt64, KVFailure> = .success(0)
     /// Set by SIGTERM's handler (through `requestStop`).
     private static let stopSignalled = Atomic<Bool>(false)
     /// Reused for gets (malloc'd: a failed growth is a code, not a trap): grown to the largest
@@ -147,6 +152,46 @@ public final class StoreServer {
         }
     }
 
+    /// On the serving thread: runs a commit the acceptors agreed on (every server rank runs it,
+    /// so the engine's collective commit has all its ranks; meanwhile this rank serves no client
+    /// request, but the engine still applies other ranks' writes while it waits). Whether one ran.
+    func runAskedCommit() -> Bool {
+        let (asked, run) = lock.withLock { (commitsAsked, commitsRun) }
+        guard asked > run else { return false }
+        let outcome: Result<UInt64, KVFailure>
+        do {
+            outcome = .success(try engine.commit())
+        } catch let f as KVFailure {
+            outcome = .failure(f)
+        } catch {
+            outcome = .failure(KVFailure(.internal, "\(error)"))
+        }
+        if rank == 0 {
+            switch outcome {
+            case .success(let v): options.log("ftkv serve: committed version \(v) (asked by a client job)")
+            case .failure(let f): options.log("ftkv serve: a commit asked by a client job failed: \(f.message)")
+            }
+        }
+        lock.withLock {
+            lastCommit = outcome
+            commitsRun = asked
+        }
+        return true
+    }
+
+    /// On the acceptor thread: has the serving thread run one more commit, and returns its outcome.
+    func commitOnServingThread() -> Result<UInt64, KVFailure> {
+        let ticket = lock.withLock { () -> Int in
+            commitsAsked += 1
+            return commitsAsked
+        }
+        while true {
+            if let done = lock.withLock({ commitsRun >= ticket ? lastCommit : nil }) { return done }
+            var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+            nanosleep(&ts, nil)
+        }
+    }
+
     /// From a signal handler: async-signal-safe (one atomic store).
     public static func requestStop() { stopSignalled.store(true, ordering: .relaxed) }
 
@@ -163,7 +208,7 @@ public final class StoreServer {
                 graceEnds = grace
                 if jobs.isEmpty || grace.hasPassed { break }
             }
-            var active = false
+            var active = runAskedCommit()
             for job in jobs where serveOne(job) { active = true }
             if active {
                 backoff.reset()
