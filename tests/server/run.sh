@@ -82,16 +82,37 @@ expect_code() {
     fi
 }
 
+# start_server NRANKS PORT_FILE LOG [ftkv serve options...]: a server job in the background; its
+# mpirun's PID (what SIGTERM goes to) in $server_pid and in pids. Returns once the port file is
+# there (1, with a FAIL line, if it never comes). Extra mpirun options in $SERVER_MPIRUN_OPTIONS.
+start_server() {
+    local n="$1" pf="$2" log="$3"
+    shift 3
+    # shellcheck disable=SC2086
+    mpirun --oversubscribe --bind-to none --timeout 300 ${SERVER_MPIRUN_OPTIONS:-} -n "$n" "${OMPI_SERVER[@]}" \
+        "$FTKV" serve --port-file "$pf" "$@" >"$log" 2>&1 &
+    server_pid=$!
+    pids+=("$server_pid")
+    for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
+    [ -f "$pf" ] || { echo "FAIL: the server of $n ranks wrote no port file"; cat "$log"; fail=1; return 1; }
+}
+
+# stop_in_order SERVER_PID PORT_FILE LOG JOBS WHAT: `ftkv stop`, then the server must log its
+# orderly stop after JOBS client jobs (a FAIL line naming WHAT otherwise); the server is ended.
+stop_in_order() {
+    local server="$1" pf="$2" log="$3" jobs="$4" what="$5"
+    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop after $what"; fail=1; }
+    for _ in $(seq 300); do grep -q "stopped after" "$log" && break; sleep 0.1; done
+    grep -q "stopped after $jobs client job" "$log" || { echo "FAIL: the server did not stop in order after $what"; fail=1; }
+    kill "$server" 2>/dev/null
+    wait "$server" 2>/dev/null
+}
+
 serve_and_test() {
     local s="$1" name="ftkv-test-$1-$$" pf="$WORK/port-$1" log="$WORK/server-$1.log"
     echo "=== server of $s ranks"
-    # mpirun itself, in the background: its PID is what SIGTERM goes to.
-    mpirun --oversubscribe --bind-to none --timeout 300 -n "$s" "${OMPI_SERVER[@]}" \
-        "$FTKV" serve --port-file "$pf" --name "$name" --timeout 30 >"$log" 2>&1 &
-    local server=$!
-    pids+=("$server")
-    for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
-    [ -f "$pf" ] || { echo "FAIL: the server wrote no port file"; cat "$log"; fail=1; return; }
+    start_server "$s" "$pf" "$log" --name "$name" --timeout 30 || return
+    local server=$server_pid
     [ "$(stat -c %a "$pf")" = 600 ] || { echo "FAIL: the port file is not mode 0600"; fail=1; }
     local secret port
     secret="$(sed -n 2p "$pf")"
@@ -197,10 +218,8 @@ server_rank_pid() {
 server_rank_killed() {
     local pf="$WORK/port-kill" log="$WORK/server-kill.log"
     echo "=== server of 3 ranks, rank 2 SIGKILLed during a client workload"
-    OMPI_MCA_async_mpi_finalize=1 mpirun --oversubscribe --bind-to none --enable-recovery --timeout 300 -n 3 \
-        "${OMPI_SERVER[@]}" "$FTKV" serve --port-file "$pf" --timeout 20 >"$log" 2>&1 &
-    local server=$!
-    pids+=("$server")
+    OMPI_MCA_async_mpi_finalize=1 SERVER_MPIRUN_OPTIONS=--enable-recovery start_server 3 "$pf" "$log" --timeout 20 || return
+    local server=$server_pid
     local victim
     victim="$(server_rank_pid "$server" "$pf" "$log" 2)" || { fail=1; return; }
     ( sleep 2; echo "killing server rank 2 (pid $victim)"; kill -9 "$victim" ) &
@@ -211,11 +230,7 @@ server_rank_killed() {
     # A new client job connects after the death (the acceptors moved to the survivors) and reads
     # every key back.
     FTKV_TIMEOUT=30 OUT=kill2 client 2 "file:$pf" read K 3 20000 || { echo "FAIL: a new client job after the death"; fail=1; }
-    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop after the death"; fail=1; }
-    for _ in $(seq 300); do grep -q "stopped after" "$log" && break; sleep 0.1; done
-    grep -q "stopped after 2 client job" "$log" || { echo "FAIL: the server did not stop in order after the death"; fail=1; }
-    kill "$server" 2>/dev/null
-    wait "$server" 2>/dev/null
+    stop_in_order "$server" "$pf" "$log" 2 "the death"
     echo "--- server log (rank 2 killed):"
     grep -v '^\[' "$log" | head -20
 }
@@ -229,10 +244,8 @@ server_rank_killed() {
 server_rank_paused() {
     local pf="$WORK/port-pause" log="$WORK/server-pause.log"
     echo "=== server of 3 ranks, rank 1 paused 2.5 s during a client workload"
-    mpirun --oversubscribe --bind-to none --timeout 300 -n 3 "${OMPI_SERVER[@]}" \
-        "$FTKV" serve --port-file "$pf" --timeout 30 >"$log" 2>&1 &
-    local server=$!
-    pids+=("$server")
+    start_server 3 "$pf" "$log" --timeout 30 || return
+    local server=$server_pid
     local victim
     victim="$(server_rank_pid "$server" "$pf" "$log" 1)" || { fail=1; return; }
     (
@@ -262,12 +275,8 @@ server_rank_paused() {
 client_job_killed() {
     local pf="$WORK/port-ckill" log="$WORK/server-ckill.log"
     echo "=== server of 2 ranks, a client job SIGKILLed while another writes"
-    mpirun --oversubscribe --bind-to none --timeout 300 -n 2 "${OMPI_SERVER[@]}" \
-        "$FTKV" serve --port-file "$pf" --timeout 30 >"$log" 2>&1 &
-    local server=$!
-    pids+=("$server")
-    for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
-    [ -f "$pf" ] || { echo "FAIL: the server wrote no port file"; cat "$log"; fail=1; return; }
+    start_server 2 "$pf" "$log" --timeout 30 || return
+    local server=$server_pid
     # A is marked in its environment, so its ranks can be found (and only they are killed).
     local mark="ftkv-victim-$$"
     FTKV_VICTIM="$mark" OUT=victim FTKV_MPIRUN_EXTRA="-x FTKV_VICTIM" client 2 "file:$pf" write V 2000000 >/dev/null &
@@ -287,11 +296,7 @@ client_job_killed() {
     wait "$b" || { echo "FAIL: client job B after A was killed"; fail=1; }
     cat "$WORK/survivor.txt"
     FTKV_TIMEOUT=30 OUT=survivor-read client 3 "file:$pf" read S 2 20000 || { echo "FAIL: a new client job reading B's keys after A was killed"; fail=1; }
-    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop after a client job was killed"; fail=1; }
-    for _ in $(seq 300); do grep -q "stopped after" "$log" && break; sleep 0.1; done
-    grep -q "stopped after 3 client job" "$log" || { echo "FAIL: the server did not stop in order after a client job was killed"; fail=1; }
-    kill "$server" 2>/dev/null
-    wait "$server" 2>/dev/null
+    stop_in_order "$server" "$pf" "$log" 3 "a client job was killed"
     echo "--- server log (client job killed):"
     grep -v '^\[' "$log" | grep -v '^ *$' | head -20
 }
@@ -306,12 +311,8 @@ durable_server() {
     echo "=== a durable server: kv_commit from a client job, loaded by a server of another size"
     for s in 2 3; do
         local pf="$WORK/port-durable-$s" log="$WORK/server-durable-$s.log"
-        mpirun --oversubscribe --bind-to none --timeout 300 -n "$s" "${OMPI_SERVER[@]}" \
-            "$FTKV" serve --port-file "$pf" --dir "$dir" --timeout 30 >"$log" 2>&1 &
-        local server=$!
-        pids+=("$server")
-        for _ in $(seq 300); do [ -f "$pf" ] && break; sleep 0.1; done
-        [ -f "$pf" ] || { echo "FAIL: the durable server of $s ranks wrote no port file"; cat "$log"; fail=1; return; }
+        start_server "$s" "$pf" "$log" --dir "$dir" --timeout 30 || return
+        local server=$server_pid
         if [ "$s" -eq 2 ]; then
             grep -q "no committed version to load: starting empty" "$log" || { echo "FAIL: the first durable server did not start empty"; fail=1; }
             CLIENT_COMMIT=1 FTKV_MPIRUN_EXTRA="-x CLIENT_COMMIT" FTKV_TIMEOUT=30 OUT=durable-w client 2 "file:$pf" write D 5000 ||
