@@ -239,8 +239,8 @@ server_rank_killed() {
 # 20,000 keys per rank: the other server ranks exclude it; after SIGCONT it answers
 # KV_EPROCFAILED to its clients, which move to the next server rank (before: the put failed
 # with that code). Every put is acknowledged and every key reads back byte for byte, then by a
-# new job too. The server is then ended with SIGTERM (an orderly stop after an exclusion is not
-# covered yet: the excluded rank's acceptor is not told of the new view).
+# new job too. Then `ftkv stop`: the excluded rank has stopped serving and the server job ends in
+# order by itself.
 server_rank_paused() {
     local pf="$WORK/port-pause" log="$WORK/server-pause.log"
     echo "=== server of 3 ranks, rank 1 paused 2.5 s during a client workload"
@@ -259,8 +259,17 @@ server_rank_paused() {
     wait "$pauser"
     grep -q "excluded\|procFailed\|view" "$log" && echo "the server excluded its paused rank"
     FTKV_TIMEOUT=30 OUT=pause2 client 2 "file:$pf" read P 3 20000 || { echo "FAIL: a new client job after the pause"; fail=1; }
-    kill -TERM "$server"
-    wait "$server"
+    # An orderly stop after the exclusion: the excluded rank stops serving and finalises with the
+    # others, so the server job ends by itself (before: it ran on until mpirun's --timeout).
+    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop after the pause"; fail=1; }
+    if timeout 60 tail --pid="$server" -f /dev/null; then
+        wait "$server" || { echo "FAIL: the server job exited with $? after a paused rank"; fail=1; }
+    else
+        echo "FAIL: the server job still runs 60 s after ftkv stop (a paused rank)"
+        fail=1
+    fi
+    grep -q "stopped after 2 client job" "$log" || { echo "FAIL: the server did not stop in order after a paused rank"; fail=1; }
+    grep -q "rank 1: excluded by the other server ranks" "$log" || { echo "FAIL: the paused rank did not stop serving"; fail=1; }
     echo "--- server log (rank 1 paused):"
     grep -v '^\[' "$log" | head -20
 }

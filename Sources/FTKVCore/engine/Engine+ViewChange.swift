@@ -85,6 +85,7 @@ extension Engine {
         case .ready:
             readyFor[notice.source] = members
         case .excluded:
+            excludedByOthers = true
             state = .broken(KVFailure(.procFailed, "this rank was excluded from store '\(name)' by the other members (they found it "
                 + "unresponsive for ftkv_suspect_after = \(config.suspectAfterSeconds) s); the store goes on without it at epoch "
                 + "\(h.argument). Close the handle"))
@@ -265,6 +266,9 @@ extension Engine {
 
     /// Whether the view must change (a member of it is known to have failed).
     var viewChangeNeeded: Bool { !failedRanks.isEmpty && view.members.contains { failedRanks.contains($0) } }
+
+    /// Whether the other members excluded this rank (see `excludedByOthers`).
+    public var wasExcluded: Bool { lock.withLock { excludedByOthers } }
 
     /// The epoch and the live members' communicator once no view change is under way (nil
     /// meanwhile), without reporting a view change: for a server's own acceptors.

@@ -77,6 +77,9 @@ extension StoreServer {
     /// client jobs keep connecting.
     func agreeOnVerdict(_ mine: [UInt8]) throws -> [UInt8] {
         while true {
+            // The others went on without this rank (it was paused or starved past
+            // ftkv_suspect_after): it stops accepting, as at a stop (see run).
+            if engine.wasExcluded { return [2] }
             if let (epoch, comm) = engine.settledMembership, epoch != acceptEpoch {
                 acceptComm = comm
                 acceptEpoch = epoch
@@ -86,6 +89,7 @@ extension StoreServer {
             do {
                 return try Collectives.broadcastBytes(mine, root: 0, rank: me, comm: comm) { r in
                     try Collectives.complete(&r, what: "waiting for client jobs", restMicros: 20_000) {
+                        if engine.wasExcluded { return true }
                         guard let now = engine.settledMembership else { return false }
                         return now.epoch != epoch
                     }

@@ -203,6 +203,10 @@ public final class StoreServer {
         while true {
             let (jobs, stopping, acceptorDone) = lock.withLock { (clients, stopAsked, acceptorEnded) }
             if StoreServer.stopSignalled.load(ordering: .relaxed) { exitOnSignal() }
+            if rank != 0 && engine.wasExcluded {
+                leaveAfterExclusion(acceptor)
+                return
+            }
             if stopping && acceptorDone {
                 let grace = graceEnds ?? Deadline(seconds: options.leaveGrace)
                 graceEnds = grace
@@ -248,6 +252,20 @@ public final class StoreServer {
         }
         Collectives.free(ownAcceptComm)
         if let failure { throw failure }
+    }
+
+    /// A server rank the others excluded (paused or starved past ftkv_suspect_after) stops
+    /// serving: its clients were answered KV_EPROCFAILED and moved to other server ranks, and its
+    /// store is broken for good. Its acceptor leaves the acceptors' broadcast (left behind, so
+    /// their communicator is not freed); the process then finalises MPI with the others when
+    /// they stop (`ftkv stop`), so the server job still ends in order. Server rank 0 holds the
+    /// port and is not covered: its acceptor waits in MPI_Comm_accept.
+    private func leaveAfterExclusion(_ acceptor: pthread_t) {
+        options.log("ftkv serve: rank \(rank): excluded by the other server ranks; no longer serving, waiting for the stop")
+        pthread_join(acceptor, nil)
+        for job in lock.withLock({ clients }) { Ports.abandon(job.link.inter) }
+        lock.withLock { clients.removeAll() }
+        try? engine.close()
     }
 
     /// On SIGTERM. A job cannot connect to its own port (Open MPI 4.1 hangs: measured), so
