@@ -97,11 +97,20 @@ start_server() {
     [ -f "$pf" ] || { echo "FAIL: the server of $n ranks wrote no port file"; cat "$log"; fail=1; return 1; }
 }
 
-# stop_in_order SERVER_PID PORT_FILE LOG JOBS WHAT: `ftkv stop`, then the server must log its
-# orderly stop after JOBS client jobs (a FAIL line naming WHAT otherwise); the server is ended.
+# stop_in_order SERVER_PID PORT_FILE LOG JOBS WHAT [ends]: `ftkv stop`, then the server must log
+# its orderly stop after JOBS client jobs (a FAIL line naming WHAT otherwise). With `ends`, the
+# server job must also end by itself within 60 s and exit 0; otherwise it is ended here.
 stop_in_order() {
-    local server="$1" pf="$2" log="$3" jobs="$4" what="$5"
+    local server="$1" pf="$2" log="$3" jobs="$4" what="$5" ends="${6:-}"
     FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop after $what"; fail=1; }
+    if [ "$ends" = ends ]; then
+        if timeout 60 tail --pid="$server" -f /dev/null; then
+            wait "$server" || { echo "FAIL: the server job exited with $? after $what"; fail=1; }
+        else
+            echo "FAIL: the server job still runs 60 s after ftkv stop ($what)"
+            fail=1
+        fi
+    fi
     for _ in $(seq 300); do grep -q "stopped after" "$log" && break; sleep 0.1; done
     grep -q "stopped after $jobs client job" "$log" || { echo "FAIL: the server did not stop in order after $what"; fail=1; }
     kill "$server" 2>/dev/null
@@ -261,14 +270,7 @@ server_rank_paused() {
     FTKV_TIMEOUT=30 OUT=pause2 client 2 "file:$pf" read P 3 20000 || { echo "FAIL: a new client job after the pause"; fail=1; }
     # An orderly stop after the exclusion: the excluded rank stops serving and finalises with the
     # others, so the server job ends by itself (before: it ran on until mpirun's --timeout).
-    FTKV_MPIRUN_TRACES=0 ftkv_mpirun 1 60 "${OMPI_SERVER[@]}" "$FTKV" stop --port-file "$pf" || { echo "FAIL: ftkv stop after the pause"; fail=1; }
-    if timeout 60 tail --pid="$server" -f /dev/null; then
-        wait "$server" || { echo "FAIL: the server job exited with $? after a paused rank"; fail=1; }
-    else
-        echo "FAIL: the server job still runs 60 s after ftkv stop (a paused rank)"
-        fail=1
-    fi
-    grep -q "stopped after 2 client job" "$log" || { echo "FAIL: the server did not stop in order after a paused rank"; fail=1; }
+    stop_in_order "$server" "$pf" "$log" 2 "a paused rank" ends
     grep -q "rank 1: excluded by the other server ranks" "$log" || { echo "FAIL: the paused rank did not stop serving"; fail=1; }
     echo "--- server log (rank 1 paused):"
     grep -v '^\[' "$log" | head -20

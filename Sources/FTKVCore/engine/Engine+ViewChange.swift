@@ -85,7 +85,7 @@ extension Engine {
         case .ready:
             readyFor[notice.source] = members
         case .excluded:
-            excludedByOthers = true
+            excludedByOthers.store(true, ordering: .releasing)
             state = .broken(KVFailure(.procFailed, "this rank was excluded from store '\(name)' by the other members (they found it "
                 + "unresponsive for ftkv_suspect_after = \(config.suspectAfterSeconds) s); the store goes on without it at epoch "
                 + "\(h.argument). Close the handle"))
@@ -268,7 +268,7 @@ extension Engine {
     var viewChangeNeeded: Bool { !failedRanks.isEmpty && view.members.contains { failedRanks.contains($0) } }
 
     /// Whether the other members excluded this rank (see `excludedByOthers`).
-    public var wasExcluded: Bool { lock.withLock { excludedByOthers } }
+    public var wasExcluded: Bool { excludedByOthers.load(ordering: .acquiring) }
 
     /// The epoch and the live members' communicator once no view change is under way (nil
     /// meanwhile), without reporting a view change: for a server's own acceptors.

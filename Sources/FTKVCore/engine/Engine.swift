@@ -102,8 +102,8 @@ public final class Engine: @unchecked Sendable {
     /// Whether the calling thread is the installer.
     var installing: Bool { installer.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
     /// Whether the other members excluded this rank (found unresponsive): the handle is broken
-    /// for good. Read by a server rank, which then stops serving (see `wasExcluded`).
-    var excludedByOthers = false
+    /// for good. Read without the lock by a server rank's serving loop (see `wasExcluded`).
+    let excludedByOthers = Atomic<Bool>(false)
     /// Whether every key has its copies on the current view (false while re-replicating, and
     /// after a re-replication a further failure interrupted).
     var replicasComplete = true

@@ -152,10 +152,27 @@ extension RemoteStore {
         }
     }
 
-    /// Client rank 0 (kv_commit): connects again, alone, with a commit hello (the port file is
-    /// read again: the server may have moved to a new port). The server sends the welcome once
-    /// every server rank committed; its text is the version.
-    static func requestCommit(address: String, secret configured: String?, timeout: Double) -> Result<UInt64, KVFailure> {
+    /// kv_commit after the client job's barrier: rank 0 connects again, alone, with a commit
+    /// hello (the port file read again: the server may have moved to a new port); the server
+    /// welcomes it once every server rank committed, its text the version. Rank 0 broadcasts
+    /// that welcome to the job, as kv_connect does its own.
+    static func commitThroughRankZero(local: MPIComm, rank: Int32, address: String, secret: String?,
+                                      timeout: Double) throws -> UInt64 {
+        var verdict: [UInt8] = []
+        if rank == 0 { verdict = requestCommit(address: address, secret: secret, timeout: timeout).encoded() }
+        // Rank 0 may take a connect and the commit's answer: two deadlines.
+        let welcome = try Welcome.decode(Collectives.broadcastBytes(verdict, root: 0, rank: rank, comm: local) { r in
+            try Collectives.complete(&r, seconds: 2 * timeout + 5, what: "kv_commit: the server's answer")
+        })
+        guard welcome.code == .ok else { throw KVFailure(welcome.code, welcome.message) }
+        guard let version = UInt64(welcome.message) else {
+            throw KVFailure(.remote, "the server answered the commit with '\(welcome.message)', not a version")
+        }
+        return version
+    }
+
+    /// Client rank 0's commit connection; an accepted welcome's message is the server's text.
+    private static func requestCommit(address: String, secret configured: String?, timeout: Double) -> Welcome {
         var turn: String?
         defer { if let turn { ConnectTurn.release(turn) } }
         do {
@@ -168,16 +185,13 @@ extension RemoteStore {
             if let failure = target.failure { throw failure }
             let inter = try connectWithin(timeout, port: target.port, comm: Collectives.selfCommunicator)
             defer { Ports.abandon(inter) }
-            let welcome = handshake(try JobLink(inter), kind: .commit, secret: target.secret, jobSize: 1, timeout: timeout)
-            guard welcome.code == .ok else { throw KVFailure(welcome.code, welcome.message) }
-            guard let version = UInt64(welcome.serverText) else {
-                throw KVFailure(.remote, "the server answered the commit with '\(welcome.serverText)', not a version")
-            }
-            return .success(version)
+            var welcome = handshake(try JobLink(inter), kind: .commit, secret: target.secret, jobSize: 1, timeout: timeout)
+            if welcome.code == .ok { welcome.message = welcome.serverText }
+            return welcome
         } catch let f as KVFailure {
-            return .failure(f)
+            return Welcome(code: f.code, replicas: 0, message: f.message)
         } catch {
-            return .failure(KVFailure(.internal, "\(error)"))
+            return Welcome(code: .internal, replicas: 0, message: "\(error)")
         }
     }
 

@@ -112,31 +112,8 @@ public final class RemoteStore: KeyValueStore {
             try checkOpen()
             var r = try Collectives.startBarrier(local)
             try Collectives.complete(&r, seconds: timeout, what: "kv_commit of the client job")
-            // code i32 | version u64 | message
-            var answer: [UInt8] = []
-            if rank == 0 {
-                let outcome = RemoteStore.requestCommit(address: address, secret: configuredSecret, timeout: timeout)
-                let (code, version, message): (Int32, UInt64, String) = switch outcome {
-                case .success(let v): (KVCode.ok.rawValue, v, "")
-                case .failure(let f): (f.code.rawValue, 0, f.message)
-                }
-                withUnsafeBytes(of: code.littleEndian) { answer += $0 }
-                withUnsafeBytes(of: version.littleEndian) { answer += $0 }
-                answer += Array(message.utf8)
-            }
-            // Rank 0 may take a connect and the commit's answer: two deadlines.
-            let bytes = try Collectives.broadcastBytes(answer, root: 0, rank: rank, comm: local) { r in
-                try Collectives.complete(&r, seconds: 2 * timeout + 5, what: "kv_commit: the server's answer")
-            }
-            return try bytes.withUnsafeBytes { raw in
-                var reader = ByteReader(raw)
-                let code = KVCode(rawValue: try reader.read(Int32.self)) ?? .internal
-                let version = try reader.read(UInt64.self)
-                guard code == .ok else {
-                    throw KVFailure(code, String(decoding: try reader.read(count: reader.remaining), as: UTF8.self))
-                }
-                return version
-            }
+            return try RemoteStore.commitThroughRankZero(local: local, rank: rank, address: address,
+                                                         secret: configuredSecret, timeout: timeout)
         }
     }
     public func flushed(_ version: UInt64) throws -> Bool { throw notHere("kv_flush_status") }

@@ -158,6 +158,16 @@ public final class StoreServer {
     func runAskedCommit() -> Bool {
         let (asked, run) = lock.withLock { (commitsAsked, commitsRun) }
         guard asked > run else { return false }
+        let outcome = commitLogged(" (asked by a client job)")
+        lock.withLock {
+            lastCommit = outcome
+            commitsRun = asked
+        }
+        return true
+    }
+
+    /// The engine's collective commit, reported by rank 0 ("committed version N" + `why`).
+    private func commitLogged(_ why: String) -> Result<UInt64, KVFailure> {
         let outcome: Result<UInt64, KVFailure>
         do {
             outcome = .success(try engine.commit())
@@ -168,18 +178,16 @@ public final class StoreServer {
         }
         if rank == 0 {
             switch outcome {
-            case .success(let v): options.log("ftkv serve: committed version \(v) (asked by a client job)")
-            case .failure(let f): options.log("ftkv serve: a commit asked by a client job failed: \(f.message)")
+            case .success(let v): options.log("ftkv serve: committed version \(v)\(why)")
+            case .failure(let f): options.log("ftkv serve: the commit\(why) failed: \(f.message)")
             }
         }
-        lock.withLock {
-            lastCommit = outcome
-            commitsRun = asked
-        }
-        return true
+        return outcome
     }
 
-    /// On the acceptor thread: has the serving thread run one more commit, and returns its outcome.
+    /// On the acceptor thread: has the serving thread run one more commit, and returns its
+    /// outcome. The serving thread runs it within the engine's deadlines; if this rank was
+    /// excluded meanwhile, the serving loop has left (see leaveAfterExclusion) and never will.
     func commitOnServingThread() -> Result<UInt64, KVFailure> {
         let ticket = lock.withLock { () -> Int in
             commitsAsked += 1
@@ -187,6 +195,9 @@ public final class StoreServer {
         }
         while true {
             if let done = lock.withLock({ commitsRun >= ticket ? lastCommit : nil }) { return done }
+            if engine.wasExcluded {
+                return .failure(KVFailure(.procFailed, "server rank \(rank) was excluded by the others: it commits nothing"))
+            }
             var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
             nanosleep(&ts, nil)
         }
@@ -234,13 +245,7 @@ public final class StoreServer {
         if options.durable {
             // Every server rank gets here (the stop reached all acceptors), so the collective
             // commit has all its ranks; clients have left or been dropped, so nothing writes.
-            do {
-                let version = try engine.commit()
-                if rank == 0 { options.log("ftkv serve: committed version \(version)") }
-            } catch {
-                if rank == 0 { options.log("ftkv serve: the commit at stop failed: \(error)") }
-                failure = error
-            }
+            if case .failure(let f) = commitLogged("") { failure = f }
         }
         do { try engine.close() } catch { failure = failure ?? error }
         if rank == 0 {
