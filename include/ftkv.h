@@ -346,6 +346,10 @@ int kv_locate(kv_store *kv, const void *key, size_t keylen, int *ranks, int maxr
 #define KV_STAT_RECOVERY_MICROS 14 /* the last view change on this rank: microseconds from the
                                        decision to the store usable again (shrink + re-replication) */
 #define KV_STAT_RECOVERY_BYTES  15 /* key+value bytes this rank sent in it to restore copies */
+#define KV_STAT_MESSAGES_SENT   16 /* messages this rank's store has sent to other ranks: requests,
+                                       replies, write batches, membership notices (not heartbeats,
+                                       not the messages inside MPI's own collectives) */
+#define KV_STAT_BYTES_SENT      17 /* bytes of those messages */
 
 /*
  * kv_stat - read one statistic (KV_STAT_*) of this rank.              LOCAL.

@@ -248,6 +248,10 @@ extension Engine {
 
     /// Makes `t` the store's transport (epochs from the view, test faults carried over).
     func adopt(_ t: Transport) {
+        if t !== transport {
+            t.messagesSent = transport.messagesSent
+            t.bytesSent = transport.bytesSent
+        }
         t.epochSource = { [unowned self] in self.view.epoch }
         if faults.staleEpoch { t.epochSkew = 1 }
         transport = t

@@ -13,7 +13,7 @@ public enum GetOutcome: Equatable, Sendable {
 /// Statistics of one rank (kv_stat).
 public enum StatKind: Int32, CaseIterable, Sendable {
     case rank = 1, size, replicas, nodes, localKeys, localBytes, pendingOps, progressThread, epoch, requestsServed,
-         droppedMessages, version, repairedFiles, recoveryMicros, recoveryBytes
+         droppedMessages, version, repairedFiles, recoveryMicros, recoveryBytes, messagesSent, bytesSent
 }
 
 /// One open store on one rank: the engine behind both the C and the Swift API.
@@ -371,6 +371,8 @@ public final class Engine: @unchecked Sendable {
             case .repairedFiles: return UInt64(repairedFiles)
             case .recoveryMicros: return lastRecoveryNanos / 1000
             case .recoveryBytes: return lastRecoveryBytes
+            case .messagesSent: return transport.messagesSent
+            case .bytesSent: return transport.bytesSent
             }
         }
     }
@@ -403,9 +405,19 @@ public final class Engine: @unchecked Sendable {
         return backgroundProgress()
     }
 
+    /// Progress on behalf of a thread waiting for a collective of another communicator (see
+    /// Lifecycle.serveWhileWaitingOnCollective).
+    func serveForCollectiveWait() -> Bool {
+        // A progress thread serves this store, unless the waiting thread holds the gate.
+        guard !servedInBackground || CommunicatorGate.heldExclusivelyHere else { return false }
+        return backgroundProgress()
+    }
+
     private func backgroundProgress() -> Bool {
-        guard CommunicatorGate.tryEnterShared() else { return false }
-        defer { CommunicatorGate.leaveShared() }
+        CommunicatorGate.ifShared { progressInsideGate() } ?? false
+    }
+
+    private func progressInsideGate() -> Bool {
         guard lock.tryLock() else { return false }
         defer { lock.unlock() }
         switch state {

@@ -49,6 +49,19 @@ enum Lifecycle {
         }
     }
 
+    /// A thread waiting for a collective on another communicator (kv_open's duplication and
+    /// allgather, kv_connect's) serves the open stores in the meantime: the ranks it waits for
+    /// may be waiting in one of those stores for an answer from this rank (a job that opens a
+    /// second store while reading from the first), and their progress threads are kept out
+    /// while the waiting thread holds the communicator gate. Only try-locks: never blocks.
+    static func serveWhileWaitingOnCollective() -> Bool {
+        lock.withLock {
+            var active = false
+            for engine in engines.values where engine.serveForCollectiveWait() { active = true }
+            return active
+        }
+    }
+
     static func mpiFinalizing() {
         let open = lock.withLock { () -> [Engine] in
             let list = Array(engines.values)

@@ -234,8 +234,7 @@ enum Collectives {
         return flag != 0
     }
 
-    /// Completes a nonblocking operation with a deadline, polling with backoff (no engine serves
-    /// meanwhile: kv_open, and a client job's own collectives).
+    /// Completes a nonblocking operation with a deadline, polling with backoff (see `wait`).
     /// `restMicros`: the sleep once idle for long (a wait that may last hours, like a server's
     /// acceptors between clients, wakes rarely).
     static func complete(_ request: inout MPIRequest, seconds: Double, what: String, restMicros: Int? = nil) throws {
@@ -255,12 +254,16 @@ enum Collectives {
         request = r
     }
 
-    /// Completes a nonblocking collective where no engine exists yet to serve requests meanwhile
-    /// (kv_open): polls with a deadline and backoff.
+    /// Completes a nonblocking collective outside any store's wait loop (kv_open, a client job's
+    /// collectives): polls with a deadline and backoff, serving the process's open stores
+    /// meanwhile (Lifecycle.serveWhileWaitingOnCollective).
     private static func wait(_ request: inout MPI_Request?, seconds: Double, what: String, restMicros: Int? = nil) throws {
         var r = MPIRequest(request)
         var backoff = Backoff(restMicros: restMicros)
-        try Polling.until(seconds: seconds, pause: { _ in backoff.pause() }, { try test(&r, what: what) ? .done : .idle }) {
+        try Polling.until(seconds: seconds, pause: { _ in backoff.pause() }, {
+            if try test(&r, what: what) { return .done }
+            return Lifecycle.serveWhileWaitingOnCollective() ? .active : .idle
+        }) {
             KVFailure(.timedOut, "\(what) did not complete within \(seconds) s: are all ranks making the call?")
         }
         request = r.handle

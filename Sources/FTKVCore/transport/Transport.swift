@@ -130,7 +130,15 @@ final class Transport {
         try mpiCheck(MPI_Isend(buffer.base, Int32(buffer.count), cmpi_byte(), destRank, tag, comm, &request),
                      "MPI_Isend to rank \(dest)")
         sends.add(request, buffer: buffer, deadline: Deadline(seconds: receiveTimeout), info: notice)
+        messagesSent &+= 1
+        bytesSent &+= UInt64(buffer.count)
     }
+
+    /// Messages (requests, replies, batches, notices) and their bytes sent through this transport
+    /// and the ones it replaced (kv_stat; docs/scaling.md). Heartbeats and the MPI collectives
+    /// are not counted.
+    var messagesSent: UInt64 = 0
+    var bytesSent: UInt64 = 0
 
     /// A reply that arrived for request `id`, if any (taking it stops the wait for it).
     func takeReply(_ id: UInt64) -> Incoming? {

@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// A pthread mutex: the engine needs try-lock for its progress thread and explicit unlock/relock
 /// inside wait loops, which closure-scoped locks do not give.
@@ -32,19 +33,36 @@ public final class FTKVLock {
 /// Progress threads probe their communicators while holding this gate shared; creating or freeing
 /// a communicator holds it exclusively, because a communicator duplication racing a probe in
 /// another thread has open hang reports in Open MPI (see NOTES-swift-mpi.md).
+/// The thread holding it exclusively may enter it again (shared or exclusively): while it waits
+/// for a collective creation it serves the open stores itself, since their progress threads
+/// cannot (Collectives.wait), and a store waiting on this rank would otherwise wait for ever.
 enum CommunicatorGate {
     private static let rwlock: UnsafeMutablePointer<pthread_rwlock_t> = {
         let p = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
         pthread_rwlock_init(p, nil)
         return p
     }()
+    /// The thread holding the gate exclusively (0: none).
+    private static let owner = Atomic<UInt>(0)
 
-    static func tryEnterShared() -> Bool { pthread_rwlock_tryrdlock(rwlock) == 0 }
-    static func leaveShared() { pthread_rwlock_unlock(rwlock) }
+    static var heldExclusivelyHere: Bool { owner.load(ordering: .acquiring) == UInt(pthread_self()) }
+
+    /// Runs `body` inside the gate shared, or returns nil at once if a creation holds it.
+    static func ifShared<T>(_ body: () -> T) -> T? {
+        if heldExclusivelyHere { return body() }
+        guard pthread_rwlock_tryrdlock(rwlock) == 0 else { return nil }
+        defer { pthread_rwlock_unlock(rwlock) }
+        return body()
+    }
 
     static func exclusively<T>(_ body: () throws -> T) rethrows -> T {
+        if heldExclusivelyHere { return try body() }
         pthread_rwlock_wrlock(rwlock)
-        defer { pthread_rwlock_unlock(rwlock) }
+        owner.store(UInt(pthread_self()), ordering: .releasing)
+        defer {
+            owner.store(0, ordering: .releasing)
+            pthread_rwlock_unlock(rwlock)
+        }
         return try body()
     }
 }
