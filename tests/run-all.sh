@@ -374,6 +374,19 @@ minimal_env() {
         minimal-env "$OUT/smoke"
 }
 
+# A short ftkv bench whose --json file must list every figure the text printed (not timed).
+bench_json() {
+    local json="$OUT/bench.json" text="$OUT/bench.txt"
+    rm -f "$json"
+    ftkv_mpirun 2 300 "$STAGE/bin/ftkv" bench --keys 5000 --gets 5000 --json "$json" >"$text" 2>&1 || { cat "$text"; return 1; }
+    cat "$text"
+    local printed listed
+    printed=$(grep -c '(mean ' "$text")
+    listed=$(grep -c '"name": ' "$json")
+    echo "--- $printed figures printed, $listed in $json"
+    [ "$listed" -ge 15 ] && [ "$listed" -eq "$printed" ] && grep -q '"figures": \[' "$json" && tail -c 4 "$json" | grep -q ']}'
+}
+
 no_swift_runtime_needed() {
     local lib="$STAGE/lib/libftkv.so.0" exe="$STAGE/bin/ftkv" fail=0
     echo "--- ldd $lib:"
@@ -421,6 +434,7 @@ run_step "Fortran: example, 2 ranks" fortran_example
 run_step "Swift example: ftkv-swift-example, 2 ranks" swift_example
 run_step "installed library, plain mpicc program, minimal env (env -i)" minimal_env
 run_step "installed library and tool need no Swift runtime (ldd)" no_swift_runtime_needed
+run_step "ftkv bench --json: every printed figure in the file (2 ranks, 5,000 keys; not timed)" bench_json
 
 if [ -n "${FTKV_TEST_ONLY:-}" ] && [ "$matched" -eq 0 ]; then
     failed=$((failed + 1))

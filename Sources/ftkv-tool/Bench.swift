@@ -5,7 +5,8 @@ import Glibc
 
 /// `ftkv bench`: the store's hot paths beside the physical baselines measured in the same run
 /// (memcpy bandwidth, polled MPI ping-pong), with 16-byte keys and 128-byte values.
-/// Figures are per rank; the slowest rank is reported.
+/// Figures are per rank; the slowest rank is reported, the mean beside it. `--json PATH` also
+/// writes every figure to PATH (scripts/bench-compare.py compares two such files).
 struct Bench {
     static let keyBytes = 16
     static let valueBytes = 128
@@ -13,12 +14,14 @@ struct Bench {
     static func run(arguments: [String]) -> Int32 {
         var keys = 200_000
         var gets = 200_000
+        var jsonPath: String?
         var i = 0
         while i < arguments.count {
             let value = i + 1 < arguments.count ? Int(arguments[i + 1]) : nil
             switch (arguments[i], value) {
             case ("--keys", let n?) where n > 0: keys = n
             case ("--gets", let n?) where n > 0: gets = n
+            case ("--json", _) where i + 1 < arguments.count: jsonPath = arguments[i + 1]
             default:
                 FileHandle.standardError("ftkv bench: unknown or bad option '\(arguments[i])'")
                 return 2
@@ -28,7 +31,9 @@ struct Bench {
         let level = MPIEnvironment.initialize(threadLevel: .multiple)
         defer { MPIEnvironment.finalize() }
         do {
-            try Bench(keys: keys, gets: gets, level: level).run()
+            let bench = Bench(keys: keys, gets: gets, level: level)
+            try bench.run()
+            if let jsonPath, MPIEnvironment.rank == 0 { try bench.writeJSON(to: jsonPath) }
             return 0
         } catch {
             FileHandle.standardError("ftkv bench: rank \(MPIEnvironment.rank): \(error)")
@@ -41,6 +46,11 @@ struct Bench {
     let level: MPIEnvironment.ThreadLevel
     let rank = MPIEnvironment.rank
     let size = MPIEnvironment.size
+    /// Every figure reported, for --json (filled on rank 0).
+    final class Figures {
+        var all: [(label: String, unit: String, worst: Double, mean: Double, target: String)] = []
+    }
+    let figures = Figures()
 
     init(keys: Int, gets: Int, level: MPIEnvironment.ThreadLevel) {
         self.keys = keys
@@ -48,19 +58,25 @@ struct Bench {
         self.level = level
     }
 
-    /// The slowest rank's figure (minimum rate) and the mean.
-    func across(_ x: Double) -> (min: Double, mean: Double) {
+    /// Rates are better high; times and CPU shares low.
+    static func higherIsBetter(_ unit: String) -> Bool { unit == "ops/s" || unit == "GB/s" }
+
+    /// The slowest rank's figure (the lowest rate, or the highest time) and the mean.
+    func across(_ x: Double, higherIsBetter: Bool) -> (worst: Double, mean: Double) {
         var mine = x
-        var lo = 0.0
+        var worst = 0.0
         var sum = 0.0
-        MPI_Allreduce(&mine, &lo, 1, cmpi_double(), cmpi_op_min(), cmpi_comm_world())
+        MPI_Allreduce(&mine, &worst, 1, cmpi_double(), higherIsBetter ? cmpi_op_min() : cmpi_op_max(), cmpi_comm_world())
         MPI_Allreduce(&mine, &sum, 1, cmpi_double(), cmpi_op_sum(), cmpi_comm_world())
-        return (lo, sum / Double(size))
+        return (worst, sum / Double(size))
     }
 
     func report(_ label: String, _ x: Double, unit: String, target: String = "") {
-        let (lo, mean) = across(x)
+        let (lo, mean) = across(x, higherIsBetter: Bench.higherIsBetter(unit))
         guard rank == 0 else { return }
+        // An indented line belongs to the one above it ("  round trip").
+        let name = label.hasPrefix(" ") ? (figures.all.last.map { $0.label + ": " } ?? "") + String(label.drop(while: { $0 == " " })) : label
+        figures.all.append((name, unit, lo, mean, target))
         func fmt(_ v: Double) -> String {
             if unit == "ops/s" {
                 return v >= 1e6 ? String(format2(v / 1e6)) + " M" : String(format2(v / 1e3)) + " k"
@@ -69,6 +85,34 @@ struct Bench {
         }
         let line = "\(label.padding(42))\(fmt(lo).leftPad(10)) \(unit.padding(12)) (mean \(fmt(mean)))"
         print(target.isEmpty ? line : "\(line)   target \(target)")
+    }
+
+    /// Writes the run's settings and every figure as one JSON object (rank 0).
+    func writeJSON(to path: String) throws {
+        func quoted(_ s: String) -> String {
+            var out = "\""
+            for u in s.unicodeScalars {
+                switch u {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case _ where u.value < 0x20: out += "\\u00" + (u.value < 16 ? "0" : "") + String(u.value, radix: 16)
+                default: out.unicodeScalars.append(u)
+                }
+            }
+            return out + "\""
+        }
+        func number(_ x: Double) -> String { x.isFinite ? "\(x)" : "null" }
+        var text = "{\"tool\": \"ftkv bench\", \"version\": \(quoted(LibraryVersion.string)), \"time\": \(Int(time(nil))), "
+        text += "\"ranks\": \(size), \"thread_level\": \(quoted("\(level)")), \"keys\": \(keys), \"gets\": \(gets), "
+        text += "\"key_bytes\": \(Bench.keyBytes), \"value_bytes\": \(Bench.valueBytes), \"figures\": ["
+        text += figures.all.map { f in
+            "\n  {\"name\": \(quoted(f.label)), \"unit\": \(quoted(f.unit)), \"higher_is_better\": \(Bench.higherIsBetter(f.unit)), "
+                + "\"slowest_rank\": \(number(f.worst)), \"mean\": \(number(f.mean)), \"target\": \(quoted(f.target))}"
+        }.joined(separator: ",")
+        text += "\n]}\n"
+        guard let file = fopen(path, "w") else { throw ToolError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        let wrote = fputs(text, file) >= 0
+        guard fclose(file) == 0, wrote else { throw ToolError("cannot write \(path): \(String(cString: strerror(errno)))") }
     }
 
     /// Fills key `index` of writer `owner` ("b" + owner + index, 16 bytes) into `out`.

@@ -9,7 +9,8 @@ usage: ftkv <command> [options]
                                 read every copy of every file, check every checksum and that
                                 every key has an intact copy; exit 0 intact, 1 damaged but
                                 repairable, 2 keys lost
-  bench [--keys N] [--gets N]   benchmark the store under mpirun (e.g. mpirun -n 2 ftkv bench)
+  bench [--keys N] [--gets N] [--json PATH]
+                                benchmark the store under mpirun (e.g. mpirun -n 2 ftkv bench)
   bench-commit [--mib N] [--value-kib K] [--dir DIR] [--keep | --load-only]
                                 kv_commit and restart-load bandwidth beside write+fsync (mpirun)
   bench-recovery [--mib N] [--value-kib K]
