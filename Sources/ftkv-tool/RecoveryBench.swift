@@ -108,6 +108,11 @@ struct RecoveryBench {
         MPI_Allreduce(&mine[2], &total, 1, cmpi_double(), cmpi_op_sum(), survivors.handle)
         var heldMax = Double(held), heldAll = 0.0
         MPI_Allreduce(&heldMax, &heldAll, 1, cmpi_double(), cmpi_op_max(), survivors.handle)
+        // Peak resident memory: the table plus what re-replication needed beyond it.
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        var peak = Double(usage.ru_maxrss) * 1024, peakAll = 0.0
+        MPI_Allreduce(&peak, &peakAll, 1, cmpi_double(), cmpi_op_max(), survivors.handle)
         var survivorRank: Int32 = 0
         MPI_Comm_rank(survivors.handle, &survivorRank)
         if survivorRank == 0 {
@@ -122,6 +127,7 @@ struct RecoveryBench {
             print("    detection + agreement".padding(62) + Format.fixed(max(until - install, 0), 3) + " s")
             print("    shrink + re-replication (slowest survivor)".padding(62) + Format.fixed(install, 3) + " s")
             print("  copies restored: \(mib(total)) in all, at most \(mib(worst[2])) from one rank (each held \(mib(heldAll)))")
+            print("  peak resident memory of a survivor (the process: table, MPI, buffers)".padding(62) + mib(peakAll))
             let rate = install > 0 ? worst[2] / install : 0
             print("  re-replication throughput of the busiest sender".padding(62) + Format.fixed(rate / 1e9, 2) + " GB/s = "
                   + Format.fixed(bandwidth > 0 ? 100 * rate / bandwidth : 0, 0) + "% of MPI bandwidth (target >= 50%), "
