@@ -1,3 +1,5 @@
+import Glibc
+
 /// kv_open: validate locally, duplicate the communicator, then agree. Local problems (bad name,
 /// bad option) do not return early: each rank's verdict is exchanged, so every rank returns the
 /// same code instead of some ranks hanging in a collective the others left.
@@ -101,13 +103,14 @@ extension Engine {
             throw KVFailure(.invalid, "ftkv_heartbeat/ftkv_suspect_after differ across ranks (rank \(other) differs from rank 0)")
         }
 
-        // Node identities. MPI_Comm_split_type has no nonblocking form, so it runs only now that the
-        // allgather has shown every rank is inside this kv_open (a rank arriving after the others
-        // timed out fails in the allgather instead of blocking here alone), and only if some rank
-        // did not name its node. The decision comes from gathered data, so all ranks take it.
+        // Node identities, and how many of the store's ranks share this machine's cores (named
+        // nodes may be simulated: FTKV_NODE). MPI_Comm_split_type has no nonblocking form, so it
+        // runs only now that the allgather has shown every rank is inside this kv_open (a rank
+        // arriving after the others timed out fails in the allgather instead of blocking here
+        // alone). Whether node names are gathered comes from gathered data, so all ranks agree.
         var nodes = all.map { $0.nodeHash }
+        let (leader, ranksHere) = try Collectives.sharedMemoryGroup(dup, rank: rank, timeout: timeout)
         if nodes.contains(0) {
-            let leader = try Collectives.sharedMemoryLeader(dup, rank: rank, timeout: timeout)
             var record = OpenRecord()
             record.nodeHash = mine.nodeHash != 0 ? mine.nodeHash : StableHash.hash("shm-\(leader)")
             nodes = try Collectives.allgather(record, blank: OpenRecord(), comm: dup, size: Int(size), timeout: timeout).map { $0.nodeHash }
@@ -138,7 +141,10 @@ extension Engine {
             engine.heartbeatSender = sender
         }
         if wantThread {
-            let thread = ProgressThread { [unowned engine] in engine.backgroundStep() }
+            // Spinning without yielding after activity, unless ranks outnumber the cores here:
+            // see ProgressThread.
+            let cores = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
+            let thread = ProgressThread(spinsWithoutYielding: Int(ranksHere) <= cores) { [unowned engine] in engine.backgroundStep() }
             try thread.start()
             engine.progressThread = thread
             engine.servedInBackground = true

@@ -5,6 +5,11 @@ import Synchronization
 /// It spins briefly after activity, for latency, then sleeps in growing steps up to 1 ms, and 10 ms
 /// after 0.2 s of idleness, so an idle store costs well under 1% of a core (ftkv bench measures it
 /// beside an MPI process with no store open).
+///
+/// Its spin (200 rounds, about 0.2 ms) yields the core between rounds only when the node has
+/// more ranks than cores. Otherwise it does not: an application thread busy-polling in its own
+/// MPI call (Open MPI's blocking calls spin) took the core back at every yield, and the other
+/// rank's gets of its keys ran at 9 k/s instead of 113-124 k/s (docs/progress.md).
 final class ProgressThread {
     private var thread = pthread_t()
     private let stopping = Atomic<Bool>(false)
@@ -16,8 +21,11 @@ final class ProgressThread {
         case standAside  // an application thread is serving: sleep briefly, stay ready
     }
 
+    private let spinsWithoutYielding: Bool
+
     /// `step` makes one round of progress and says what happened.
-    init(step: @escaping () -> Step) {
+    init(spinsWithoutYielding: Bool, step: @escaping () -> Step) {
+        self.spinsWithoutYielding = spinsWithoutYielding
         self.step = step
     }
 
@@ -32,7 +40,7 @@ final class ProgressThread {
     }
 
     private func run() {
-        var backoff = Backoff(spinRounds: 200, maxSleepMicros: 1000, restMicros: 10_000)
+        var backoff = Backoff(spinRounds: 200, maxSleepMicros: 1000, restMicros: 10_000, yieldWhileSpinning: !spinsWithoutYielding)
         var asideNanos = ProgressThread.firstAsideNanos
         while !stopping.load(ordering: .acquiring) {
             let now = step()

@@ -111,21 +111,24 @@ enum Collectives {
         CommunicatorGate.exclusively { _ = MPI_Comm_free(&c) }
     }
 
-    /// The lowest rank of my shared-memory group (MPI_COMM_TYPE_SHARED): ranks on one node agree.
+    /// The lowest rank of my shared-memory group (MPI_COMM_TYPE_SHARED), which ranks on one node
+    /// agree on, and the group's size (the ranks sharing this node's cores).
     /// MPI_Comm_split_type has no nonblocking form: call it only once every rank is known present.
-    static func sharedMemoryLeader(_ comm: MPIComm, rank: Int32, timeout: Double) throws -> Int32 {
+    static func sharedMemoryGroup(_ comm: MPIComm, rank: Int32, timeout: Double) throws -> (leader: Int32, size: Int32) {
         var shm: MPI_Comm? = cmpi_comm_null()
         try CommunicatorGate.exclusively {
             try mpiCheck(MPI_Comm_split_type(comm, cmpi_comm_type_shared(), 0, cmpi_info_null(), &shm),
                          "MPI_Comm_split_type")
         }
         defer { CommunicatorGate.exclusively { _ = MPI_Comm_free(&shm) } }
+        var size: Int32 = 0
+        try mpiCheck(MPI_Comm_size(shm, &size), "MPI_Comm_size")
         var mine = rank
         var leader: Int32 = 0
         var request: MPI_Request? = cmpi_request_null()
         try mpiCheck(MPI_Iallreduce(&mine, &leader, 1, cmpi_int(), cmpi_op_min(), shm, &request), "MPI_Iallreduce")
         try wait(&request, seconds: timeout, what: "finding the node leader")
-        return leader
+        return (leader, size)
     }
 
     // MARK: collectives

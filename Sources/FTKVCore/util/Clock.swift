@@ -31,8 +31,11 @@ struct Backoff {
     private let maxSleepNanos: Int
     private let restNanos: Int
 
-    init(spinRounds: Int = 2000, maxSleepMicros: Int = 1000, restMicros: Int? = nil) {
+    private let yieldWhileSpinning: Bool
+
+    init(spinRounds: Int = 2000, maxSleepMicros: Int = 1000, restMicros: Int? = nil, yieldWhileSpinning: Bool = true) {
         self.spinRounds = spinRounds
+        self.yieldWhileSpinning = yieldWhileSpinning
         self.maxSleepNanos = maxSleepMicros * 1000
         self.restNanos = (restMicros ?? maxSleepMicros) * 1000
     }
@@ -42,7 +45,7 @@ struct Backoff {
     mutating func pause() {
         idleRounds += 1
         if idleRounds <= spinRounds {
-            sched_yield()
+            if yieldWhileSpinning { sched_yield() }
             return
         }
         let step = idleRounds - spinRounds
