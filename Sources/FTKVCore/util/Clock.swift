@@ -20,8 +20,10 @@ struct Deadline {
     var hasPassed: Bool { monotonicNanos() >= atNanos }
 }
 
-/// Waiting politely: spin with sched_yield right after activity (latency), then sleep in growing
-/// steps so an idle waiter does not burn a core (Open MPI's own blocking calls would busy-poll).
+/// Waiting politely: spin right after activity (latency), with sched_yield between rounds unless
+/// `yieldWhileSpinning` is false (a progress thread with a core to share: ProgressThread), then
+/// sleep in growing steps so an idle waiter does not burn a core (Open MPI's own blocking calls
+/// would busy-poll).
 /// After about two hundred sleeps (0.2 s or more of idleness) it rests longer, if `restMicros` is
 /// given: an idle progress thread then wakes ~100 times a second (each wake-up costs tens of
 /// microseconds of context switching, most of an idle store's CPU).
