@@ -216,15 +216,20 @@ struct Bench {
             let bytes = Array(UnsafeRawBufferPointer(key))
             if try !store.locate(String(decoding: bytes, as: UTF8.self)).contains(Int32(rank)) { remote.append(bytes) }
         }
-        MPIEnvironment.barrier()
-        let t0 = now()
-        for g in 0..<gets {
-            try remote[g % remote.count].withUnsafeBytes { k in
-                guard case .found = try store.get(key: k, into: out) else { throw BenchError.missing }
+        /// `count` gets of those keys, round robin; returns their rate.
+        func readRemote(_ count: Int) throws -> Double {
+            let start = now()
+            for g in 0..<count {
+                try remote[g % remote.count].withUnsafeBytes { k in
+                    guard case .found = try store.get(key: k, into: out) else { throw BenchError.missing }
+                }
             }
+            return Double(count) / (now() - start)
         }
-        report("remote-owner get (r=1, all ranks at once)", Double(gets) / (now() - t0), unit: "ops/s", target: ">= 100 k")
-        report("  round trip", (now() - t0) / Double(gets) * 1e6, unit: "us")
+        MPIEnvironment.barrier()
+        let rate = try readRemote(gets)
+        report("remote-owner get (r=1, all ranks at once)", rate, unit: "ops/s", target: ">= 100 k")
+        report("  round trip", 1e6 / rate, unit: "us")
 
         // The same gets while their owner sits in a blocking MPI call of its own (Open MPI's
         // MPI_Barrier busy-polls its core): even ranks read while odd ranks wait, then the
@@ -235,15 +240,7 @@ struct Bench {
             var mine = 0.0
             for readers in 0..<2 {
                 MPIEnvironment.barrier()
-                if rank % 2 == readers {
-                    let t1 = now()
-                    for g in 0..<count {
-                        try remote[g % remote.count].withUnsafeBytes { k in
-                            guard case .found = try store.get(key: k, into: out) else { throw BenchError.missing }
-                        }
-                    }
-                    mine = Double(count) / (now() - t1)
-                }
+                if rank % 2 == readers { mine = try readRemote(count) }
                 MPIEnvironment.barrier()
             }
             report("remote-owner get, the owner in its own MPI_Barrier", mine, unit: "ops/s")

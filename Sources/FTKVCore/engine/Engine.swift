@@ -399,16 +399,11 @@ public final class Engine: @unchecked Sendable {
         return active ? .active : .idle
     }
 
-    /// Progress on behalf of another store's wait loop (see Lifecycle.serveOthers).
-    func serveIfNoProgressThread() -> Bool {
-        guard !servedInBackground else { return false }
-        return backgroundProgress()
-    }
-
-    /// Progress on behalf of a thread waiting for a collective of another communicator (see
-    /// Lifecycle.serveWhileWaitingOnCollective).
-    func serveForCollectiveWait() -> Bool {
-        // A progress thread serves this store, unless the waiting thread holds the gate.
+    /// Progress on behalf of a thread waiting elsewhere: another store's wait loop
+    /// (Lifecycle.serveOthers) or a collective on another communicator
+    /// (Lifecycle.serveWhileWaitingOnCollective). A progress thread serves this store itself,
+    /// unless the waiting thread holds the communicator gate and so keeps it out.
+    func serveForAnotherWait() -> Bool {
         guard !servedInBackground || CommunicatorGate.heldExclusivelyHere else { return false }
         return backgroundProgress()
     }

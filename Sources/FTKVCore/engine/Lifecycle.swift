@@ -40,13 +40,7 @@ enum Lifecycle {
     /// Other engines are only try-locked, so this never blocks or deadlocks.
     static func serveOthers(than engine: Engine) -> Bool {
         guard several.load(ordering: .relaxed) else { return false }
-        return lock.withLock {
-            var active = false
-            for other in engines.values where other !== engine {
-                if other.serveIfNoProgressThread() { active = true }
-            }
-            return active
-        }
+        return serveEach(except: engine)
     }
 
     /// A thread waiting for a collective on another communicator (kv_open's duplication and
@@ -54,10 +48,13 @@ enum Lifecycle {
     /// may be waiting in one of those stores for an answer from this rank (a job that opens a
     /// second store while reading from the first), and their progress threads are kept out
     /// while the waiting thread holds the communicator gate. Only try-locks: never blocks.
-    static func serveWhileWaitingOnCollective() -> Bool {
+    static func serveWhileWaitingOnCollective() -> Bool { serveEach(except: nil) }
+
+    /// One round of Engine.serveForAnotherWait on every open engine but `skipped`.
+    private static func serveEach(except skipped: Engine?) -> Bool {
         lock.withLock {
             var active = false
-            for engine in engines.values where engine.serveForCollectiveWait() { active = true }
+            for engine in engines.values where engine !== skipped && engine.serveForAnotherWait() { active = true }
             return active
         }
     }
