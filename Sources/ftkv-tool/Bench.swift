@@ -248,6 +248,30 @@ struct Bench {
             MPI_Allreduce(&mine, &fastest, 1, cmpi_double(), cmpi_op_max(), cmpi_comm_world())
             report("  slowest rank against the fastest", fastest > 0 ? 100 * mine / fastest : 0, unit: "% of fastest",
                    target: ">= 70 %")
+
+            // The first get after its owner idled: the owner's application sleeps (no library
+            // call), so its progress thread, backed off to its longest rest, must wake to answer.
+            // The price of a low idle CPU; read it beside the ping-pong round trip.
+            for gap in [0.1, 1.0] {
+                var waits: [Double] = []
+                for readers in 0..<2 {
+                    for sample in 0..<3 {
+                        MPIEnvironment.barrier()
+                        if rank % 2 == readers {
+                            usleep(UInt32(gap * 1e6))
+                            let start = now()
+                            try remote[sample].withUnsafeBytes { k in
+                                guard case .found = try store.get(key: k, into: out) else { throw BenchError.missing }
+                            }
+                            waits.append(now() - start)
+                        } else {
+                            usleep(UInt32(gap * 1e6) + 50_000)
+                        }
+                    }
+                }
+                waits.sort()
+                report("remote-owner get after its owner idled \(gap) s", waits[waits.count / 2] * 1e3, unit: "ms (median)")
+            }
         }
         try store.close()
     }

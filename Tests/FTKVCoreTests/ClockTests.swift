@@ -79,4 +79,25 @@ struct ClockTests {
         for _ in 0..<10 { best2 = min(best2, timed { capped.pause() }) }
         #expect(best2 >= 100_000 && best2 < 5_000_000, "capped at 100 us: \(best2) ns")
     }
+
+    @Test("Backoff rests after its short sleeps, then rests longer (an idle progress thread)")
+    func rests() {
+        func timed(_ b: inout Backoff) -> UInt64 {
+            let t = monotonicNanos()
+            b.pause()
+            return monotonicNanos() - t
+        }
+        var b = Backoff(spinRounds: 0, maxSleepMicros: 100, restMicros: 3000, sleepsBeforeRest: 2,
+                        restsBeforeLongRest: 2, longRestMicros: 12_000)
+        let steps = (0..<6).map { _ in timed(&b) }
+        // Lower bounds only: a loaded machine makes sleeps longer, never shorter.
+        #expect(steps[0] >= 20_000 && steps[1] >= 40_000, "short sleeps first: \(steps)")
+        #expect(steps[2] >= 3_000_000 && steps[3] >= 3_000_000, "then rests of 3 ms: \(steps)")
+        #expect(steps[4] >= 12_000_000 && steps[5] >= 12_000_000, "then long rests of 12 ms: \(steps)")
+        // The short sleeps stay short: the best of the first two is far below a rest.
+        #expect(min(steps[0], steps[1]) < 3_000_000, "short sleeps: \(steps)")
+        var fresh = Backoff(spinRounds: 0, maxSleepMicros: 100, restMicros: 3000, sleepsBeforeRest: 2)
+        for _ in 0..<4 { fresh.pause() }
+        #expect(timed(&fresh) >= 3_000_000, "without a long rest, rests stay 3 ms")
+    }
 }

@@ -2,9 +2,10 @@ import Glibc
 import Synchronization
 
 /// Serves remote requests while the application computes (only under MPI_THREAD_MULTIPLE).
-/// It spins briefly after activity, for latency, then sleeps in growing steps up to 1 ms, and 10 ms
-/// after 0.2 s of idleness, so an idle store costs well under 1% of a core (ftkv bench measures it
-/// beside an MPI process with no store open).
+/// It spins briefly after activity, for latency, then sleeps in growing steps up to 1 ms, 10 ms
+/// after about 0.15 s of idleness and 25 ms after 2 s more, so an idle store costs well under 1% of
+/// a core (ftkv bench measures it beside an MPI process with no store open, and the first get
+/// after the owner idled, the price of those rests).
 ///
 /// Its spin (200 rounds, about 0.2 ms) yields the core between rounds only when the node has
 /// more ranks than cores. Otherwise it does not: an application thread busy-polling in its own
@@ -40,7 +41,8 @@ final class ProgressThread {
     }
 
     private func run() {
-        var backoff = Backoff(spinRounds: 200, maxSleepMicros: 1000, restMicros: 10_000, yieldWhileSpinning: !spinsWithoutYielding)
+        var backoff = Backoff(spinRounds: 200, maxSleepMicros: 1000, restMicros: 10_000, yieldWhileSpinning: !spinsWithoutYielding,
+                              sleepsBeforeRest: 150, restsBeforeLongRest: 200, longRestMicros: 25_000)
         var asideNanos = ProgressThread.firstAsideNanos
         while !stopping.load(ordering: .acquiring) {
             let now = step()

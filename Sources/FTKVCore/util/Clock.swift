@@ -24,9 +24,10 @@ struct Deadline {
 /// `yieldWhileSpinning` is false (a progress thread with a core to share: ProgressThread), then
 /// sleep in growing steps so an idle waiter does not burn a core (Open MPI's own blocking calls
 /// would busy-poll).
-/// After about two hundred sleeps (0.2 s or more of idleness) it rests longer, if `restMicros` is
-/// given: an idle progress thread then wakes ~100 times a second (each wake-up costs tens of
-/// microseconds of context switching, most of an idle store's CPU).
+/// After `sleepsBeforeRest` sleeps it rests longer, if `restMicros` is given, and after a further
+/// `restsBeforeLongRest` rests, `longRestMicros`: an idle progress thread wakes ~40 times a second
+/// after 2 s of idleness (each wake-up costs 40-80 us of CPU on this VM, nearly all of an idle
+/// store's CPU: docs/progress.md).
 struct Backoff {
     private var idleRounds = 0
     private let spinRounds: Int
@@ -34,12 +35,19 @@ struct Backoff {
     private let restNanos: Int
 
     private let yieldWhileSpinning: Bool
+    private let sleepsBeforeRest: Int
+    private let restsBeforeLongRest: Int
+    private let longRestNanos: Int
 
-    init(spinRounds: Int = 2000, maxSleepMicros: Int = 1000, restMicros: Int? = nil, yieldWhileSpinning: Bool = true) {
+    init(spinRounds: Int = 2000, maxSleepMicros: Int = 1000, restMicros: Int? = nil, yieldWhileSpinning: Bool = true,
+         sleepsBeforeRest: Int = 200, restsBeforeLongRest: Int = Int.max / 2, longRestMicros: Int? = nil) {
         self.spinRounds = spinRounds
         self.yieldWhileSpinning = yieldWhileSpinning
         self.maxSleepNanos = maxSleepMicros * 1000
         self.restNanos = (restMicros ?? maxSleepMicros) * 1000
+        self.sleepsBeforeRest = sleepsBeforeRest
+        self.restsBeforeLongRest = restsBeforeLongRest
+        self.longRestNanos = (longRestMicros ?? restMicros ?? maxSleepMicros) * 1000
     }
 
     mutating func reset() { idleRounds = 0 }
@@ -51,7 +59,8 @@ struct Backoff {
             return
         }
         let step = idleRounds - spinRounds
-        let ns = step > 200 ? restNanos : min(maxSleepNanos, 10_000 << min(step, 10))
+        let ns = step > sleepsBeforeRest + restsBeforeLongRest ? longRestNanos
+            : step > sleepsBeforeRest ? restNanos : min(maxSleepNanos, 10_000 << min(step, 10))
         var ts = timespec(tv_sec: 0, tv_nsec: ns)
         nanosleep(&ts, nil)
     }
