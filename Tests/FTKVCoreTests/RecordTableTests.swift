@@ -266,6 +266,56 @@ struct RecordTableTests {
         verify(table, model)
     }
 
+    @Test("deferred writes (a pending table) match the model whatever call reads them, through growth, compaction and removeAll")
+    func deferredWritesAgainstModel() throws {
+        var rng = SplitMix64(seed: 11)
+        let table = RecordTable(hugePages: false)
+        var model: [[UInt8]: Got] = [:]
+        var seq: UInt64 = 0
+        var checks = 0
+        for step in 0..<60_000 {
+            seq += 1
+            // Few keys early (a deferred batch often holds one key twice), many later (growth);
+            // values up to 3000 B so overwrites pass the 1 MiB compaction threshold.
+            let keys = step < 20_000 ? 40 : 20_000
+            let k = bytes("key\(Int.random(in: 0..<keys, using: &rng))")
+            let stamp = Stamp(fence: 0, rank: 1, seq: seq)
+            if Int.random(in: 0..<6, using: &rng) == 0 {
+                try table.putDeferred(k, [9], stamp: stamp, tombstone: true)
+                model[k] = Got(value: [], stamp: stamp, tombstone: true)
+            } else {
+                let n = Int.random(in: 0..<3000, using: &rng)
+                let v = (0..<n).map { i in UInt8(truncatingIfNeeded: seq &+ UInt64(i)) }
+                try table.putDeferred(k, v, stamp: stamp)
+                model[k] = Got(value: v, stamp: stamp, tombstone: false)
+            }
+            // Every kind of read, at random moments, sees every write before it.
+            switch Int.random(in: 0..<400, using: &rng) {
+            case 0:
+                let probe = bytes("key\(Int.random(in: 0..<keys, using: &rng))")
+                #expect(table.get(probe) == model[probe], "find after deferred writes, step \(step)")
+            case 1:
+                #expect(table.count == model.count, "count after deferred writes, step \(step)")
+            case 2:
+                #expect(table.writeOrderWalk().records == model, "write-order walk, step \(step)")
+            case 3:
+                // An ordinary upsert between deferred ones: ordered after them.
+                seq += 1
+                let s = Stamp(fence: 0, rank: 1, seq: seq)
+                try table.put(k, [7, 7], stamp: s)
+                model[k] = Got(value: [7, 7], stamp: s, tombstone: false)
+            case 4 where step % 7 == 0:
+                table.removeAll() // deferred writes not yet indexed go too
+                model.removeAll()
+            default:
+                break
+            }
+            if step % 15_000 == 14_999 { verify(table, model); checks += 1 }
+        }
+        verify(table, model)
+        #expect(checks == 4)
+    }
+
     @Test("onlyIfNewer ignores older and equal stamps and applies newer ones")
     func onlyIfNewer() throws {
         let table = RecordTable()

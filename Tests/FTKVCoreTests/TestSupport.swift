@@ -79,6 +79,15 @@ extension RecordTable {
         }
     }
 
+    /// `appendDeferred` of arrays (a writer's pending table).
+    func putDeferred(_ key: [UInt8], _ value: [UInt8], stamp: Stamp, tombstone: Bool = false) throws {
+        try key.withUnsafeBytes { k in
+            try value.withUnsafeBytes { v in
+                try appendDeferred(k, hash: StableHash.hash(k), value: v, stamp: stamp, tombstone: tombstone)
+            }
+        }
+    }
+
     func get(_ key: [UInt8], hash: UInt64? = nil) -> Got? {
         key.withUnsafeBytes { k in
             find(k, hash: hash ?? StableHash.hash(k)).map {

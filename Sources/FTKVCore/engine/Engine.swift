@@ -270,7 +270,7 @@ public final class Engine: @unchecked Sendable {
         case .fence:
             writeSeq += 1
             let stamp = Stamp(fence: writeInterval, rank: UInt32(bitPattern: rank), seq: writeSeq)
-            try pending.upsert(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone, onlyIfNewer: false)
+            try pending.appendDeferred(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone)
         case .sequential:
             do {
                 try replicateInOrder(key: key, hash: hash, value: tombstone ? UnsafeRawBufferPointer(start: nil, count: 0) : value,

@@ -41,19 +41,40 @@ public final class RecordTable {
     private var slotCount: Int
     private static let initialSlots = 256
 
+    /// The counters below, as of the indexed records (see `appendDeferred`).
+    private struct Tally {
+        var count = 0
+        var liveCount = 0
+        var liveBytes = 0
+        var mutations: UInt64 = 0
+        var changedRecords = 0
+    }
+    private var tally = Tally()
+
     /// Keys present (tombstones included).
-    public private(set) var count = 0
+    public var count: Int { indexDeferred(); return tally.count }
     /// Keys whose latest record is a value.
-    public private(set) var liveCount = 0
+    public var liveCount: Int { indexDeferred(); return tally.liveCount }
     /// Key and value bytes of the live records.
-    public private(set) var liveBytes = 0
+    public var liveBytes: Int { indexDeferred(); return tally.liveBytes }
 
     /// Changes of content so far (writes and deletes applied, removeAll): equal counts mean equal
     /// content (kv_commit reuses an unchanged rank's previous data file).
-    public private(set) var mutations: UInt64 = 0
+    public var mutations: UInt64 { indexDeferred(); return tally.mutations }
 
     /// Records written (values or tombstones) since the last `markAllUnchanged`.
-    public private(set) var changedRecords = 0
+    public var changedRecords: Int { indexDeferred(); return tally.changedRecords }
+
+    /// Writes whose record is in the arena but not yet in the index (`appendDeferred`), in write
+    /// order. Every other entry point indexes them first, so only that method sees them.
+    private struct Deferred {
+        var offset: Int
+        var hash: UInt64
+    }
+    private let deferred: UnsafeMutablePointer<Deferred>
+    private var deferredCount = 0
+    /// 32 slot misses in flight at once: the put loop's own measure (docs/benchmarks.md).
+    static let deferredLimit = 32
     /// Whether a change was forgotten since the last `markAllUnchanged` (a tombstone written
     /// since then was reclaimed): a delta of the changes would be incomplete.
     public private(set) var changesForgotten = false
@@ -70,9 +91,11 @@ public final class RecordTable {
         self.hugePages = hugePages
         slotCount = RecordTable.initialSlots
         slots = RecordTable.allocateSlots(slotCount, hugePages: hugePages)!
+        deferred = .allocate(capacity: RecordTable.deferredLimit)
     }
 
     deinit {
+        deferred.deallocate()
         RecordTable.releaseSlots(slots, slotCount)
         LargeMemory.release(arena, bytes: arenaCapacity)
     }
@@ -94,12 +117,14 @@ public final class RecordTable {
     public func find(_ key: UnsafeRawBufferPointer, hash: UInt64) -> RecordView? {
         // An emptied table keeps its slots: probing them would cost a cache miss for nothing
         // (the pending table after every fence, on every get).
-        guard count > 0 else { return nil }
+        indexDeferred()
+        guard tally.count > 0 else { return nil }
         let (slot, found) = probe(key, hash: hash)
         return found ? view(atOffset: slots[slot].offsetPlusOne - 1, hash: hash) : nil
     }
 
     public func forEach(_ body: (RecordView) throws -> Void) rethrows {
+        indexDeferred()
         for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
             try body(view(atOffset: slots[i].offsetPlusOne - 1, hash: slots[i].hash))
         }
@@ -111,6 +136,7 @@ public final class RecordTable {
     /// keep hashes: `hash` recomputes each (the function the writer used).
     public func forEachInWriteOrder(hash: (UnsafeRawBufferPointer) -> UInt64,
                                     _ body: (RecordView) throws -> Void) rethrows {
+        indexDeferred() // marks the records they replaced
         var offset = 0
         while offset < arenaUsed {
             let h = header(atOffset: offset)
@@ -141,6 +167,7 @@ public final class RecordTable {
 
     /// The records (values and tombstones) written since the last `markAllUnchanged`.
     public func forEachChanged(_ body: (RecordView) throws -> Void) rethrows {
+        indexDeferred()
         for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
             let offset = slots[i].offsetPlusOne - 1
             guard arena.unsafelyUnwrapped.load(fromByteOffset: offset + 28, as: UInt32.self) & RecordTable.changedFlag != 0 else { continue }
@@ -150,11 +177,12 @@ public final class RecordTable {
 
     /// Forgets which records changed (after kv_commit wrote them).
     public func markAllUnchanged() {
+        indexDeferred()
         for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
             let p = arena.unsafelyUnwrapped + (slots[i].offsetPlusOne - 1) + 28
             p.storeBytes(of: p.load(as: UInt32.self) & ~RecordTable.changedFlag, as: UInt32.self)
         }
-        changedRecords = 0
+        tally.changedRecords = 0
         changesForgotten = false
     }
 
@@ -165,13 +193,14 @@ public final class RecordTable {
     @discardableResult
     public func upsert(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer,
                        stamp: Stamp, tombstone: Bool, onlyIfNewer: Bool) throws -> Bool {
+        indexDeferred()
         let valueCount = tombstone ? 0 : value.count
         let (slot, found) = probe(key, hash: hash)
         if found {
             let offset = slots[slot].offsetPlusOne - 1
             let old = header(atOffset: offset)
             if onlyIfNewer && !(stamp > old.stamp) { return false }
-            if !old.changed { changedRecords += 1 }
+            if !old.changed { tally.changedRecords += 1 }
             if old.valueLen == valueCount {
                 writeRecord(atOffset: offset, key: nil, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
             } else {
@@ -182,8 +211,8 @@ public final class RecordTable {
                 slots[slot].offsetPlusOne = newOffset + 1
             }
             if !old.tombstone {
-                liveCount -= 1
-                liveBytes -= key.count + old.valueLen
+                tally.liveCount -= 1
+                tally.liveBytes -= key.count + old.valueLen
             }
         } else {
             try growSlotsIfNeeded()
@@ -191,16 +220,73 @@ public final class RecordTable {
             // growSlotsIfNeeded may have moved slots: probe again for the free slot.
             let (freeSlot, _) = probe(key, hash: hash)
             slots[freeSlot] = Slot(hash: hash, offsetPlusOne: newOffset + 1)
-            count += 1
-            changedRecords += 1
+            tally.count += 1
+            tally.changedRecords += 1
         }
         if !tombstone {
-            liveCount += 1
-            liveBytes += key.count + valueCount
+            tally.liveCount += 1
+            tally.liveBytes += key.count + valueCount
         }
-        mutations &+= 1
+        tally.mutations &+= 1
         try compactIfWorthIt()
         return true
+    }
+
+    /// A new record for key, as `upsert` without `onlyIfNewer` would write it, except that
+    /// indexing it waits until `deferredLimit` such writes have gathered (or any other call): the
+    /// record is appended now and its slot prefetched, so the slots' cache misses overlap instead
+    /// of each write waiting for its own. For a writer's pending table, where most writes are of
+    /// keys not yet in it: on a table larger than the caches that miss was most of a put
+    /// (docs/benchmarks.md). Throws (nothing written) when memory is short.
+    public func appendDeferred(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer,
+                               stamp: Stamp, tombstone: Bool) throws {
+        if deferredCount == RecordTable.deferredLimit { indexDeferred() }
+        // Room in the index for all of them now, so indexing them later cannot fail.
+        if (tally.count + deferredCount + 1) * 2 > slotCount {
+            indexDeferred()
+            try growSlotsIfNeeded()
+        }
+        let offset = try append(key: key, value: value, valueCount: tombstone ? 0 : value.count,
+                                stamp: stamp, tombstone: tombstone)
+        prefetchSlot(hash: hash)
+        deferred[deferredCount] = Deferred(offset: offset, hash: hash)
+        deferredCount += 1
+    }
+
+    /// Indexes the deferred writes, oldest first; a write of a key already present replaces its
+    /// record as `upsert` does. Cannot fail: `appendDeferred` made room in the index.
+    private func indexDeferred() {
+        guard deferredCount > 0 else { return }
+        let count = deferredCount
+        deferredCount = 0
+        for i in 0..<count {
+            let d = deferred[i]
+            let h = header(atOffset: d.offset)
+            let key = UnsafeRawBufferPointer(start: arena.unsafelyUnwrapped + d.offset + RecordTable.headerSize, count: h.keyLen)
+            let (slot, found) = probe(key, hash: d.hash)
+            if found {
+                let oldOffset = slots[slot].offsetPlusOne - 1
+                let old = header(atOffset: oldOffset)
+                if !old.changed { tally.changedRecords += 1 }
+                markGarbage(atOffset: oldOffset)
+                garbageBytes += RecordTable.recordSize(keyLen: old.keyLen, valueLen: old.valueLen)
+                if !old.tombstone {
+                    tally.liveCount -= 1
+                    tally.liveBytes -= old.keyLen + old.valueLen
+                }
+                slots[slot].offsetPlusOne = d.offset + 1
+            } else {
+                slots[slot] = Slot(hash: d.hash, offsetPlusOne: d.offset + 1)
+                tally.count += 1
+                tally.changedRecords += 1
+            }
+            if !h.tombstone {
+                tally.liveCount += 1
+                tally.liveBytes += h.keyLen + h.valueLen
+            }
+            tally.mutations &+= 1
+        }
+        try? compactIfWorthIt() // an optimisation: garbage is kept when memory is short
     }
 
     /// Drops the tombstones written in intervals up to `fence` once every replica has applied them
@@ -210,7 +296,8 @@ public final class RecordTable {
     /// reclaiming is an optimisation, never a failure).
     @discardableResult
     public func reclaimTombstones(through fence: UInt64) -> Int {
-        guard count > liveCount else { return 0 }
+        indexDeferred()
+        guard tally.count > tally.liveCount else { return 0 }
         guard let removed = try? removeRecords(where: { slot in
             let h = header(atOffset: slot.offsetPlusOne - 1)
             return h.tombstone && h.stamp.fence <= fence
@@ -224,11 +311,12 @@ public final class RecordTable {
     /// (nothing is dropped then).
     @discardableResult
     public func drop(where unwanted: (UInt64) -> Bool) throws -> Int {
+        indexDeferred()
         let removed = try removeRecords { unwanted($0.hash) }
         guard removed.count > 0 else { return 0 }
         // Content changed, and the next commit must not describe it as a delta of the last one.
         changesForgotten = true
-        mutations &+= 1
+        tally.mutations &+= 1
         return removed.count
     }
 
@@ -247,10 +335,10 @@ public final class RecordTable {
             garbageBytes += RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
             return false
         }
-        count -= dropped
-        liveCount -= live
-        liveBytes -= bytes
-        changedRecords -= changed
+        tally.count -= dropped
+        tally.liveCount -= live
+        tally.liveBytes -= bytes
+        tally.changedRecords -= changed
         try? compactIfWorthIt()
         return (dropped, changed)
     }
@@ -259,12 +347,13 @@ public final class RecordTable {
     /// (32 MiB), so a checkpoint loop that writes similar data every interval does not regrow the
     /// pending table after each fence; larger ones are released.
     public func removeAll() {
-        mutations &+= 1
-        changedRecords = 0
+        deferredCount = 0 // their records go with the arena's
+        tally.mutations &+= 1
+        tally.changedRecords = 0
         changesForgotten = false
-        count = 0
-        liveCount = 0
-        liveBytes = 0
+        tally.count = 0
+        tally.liveCount = 0
+        tally.liveBytes = 0
         arenaUsed = 0
         garbageBytes = 0
         if arenaCapacity > 256 << 20 {
@@ -384,14 +473,15 @@ public final class RecordTable {
     /// Makes room for `more` new keys at once (one index resize instead of several while a batch
     /// of that many is applied).
     public func reserve(additionalKeys more: Int) throws {
+        indexDeferred()
         var n = slotCount
-        while (count + more + 1) * 2 > n { n *= 2 }
+        while (tally.count + more + 1) * 2 > n { n *= 2 }
         if n > slotCount { try rehash(to: n) }
     }
 
     private func growSlotsIfNeeded() throws {
         // Keep the load factor at or below 1/2 so linear probes stay short.
-        guard (count + 1) * 2 > slotCount else { return }
+        guard (tally.count + 1) * 2 > slotCount else { return }
         try rehash(to: slotCount * 2)
     }
 
