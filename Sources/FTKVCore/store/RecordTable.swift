@@ -64,6 +64,9 @@ public final class RecordTable {
 
     /// Records written (values or tombstones) since the last `markAllUnchanged`.
     public var changedRecords: Int { indexDeferred(); return tally.changedRecords }
+    /// Whether a change was forgotten since the last `markAllUnchanged` (a tombstone written
+    /// since then was reclaimed): a delta of the changes would be incomplete.
+    public private(set) var changesForgotten = false
 
     /// Writes whose record is in the arena but not yet in the index (`appendDeferred`), in write
     /// order. Every other entry point indexes them first, so only that method sees them.
@@ -73,11 +76,9 @@ public final class RecordTable {
     }
     private let deferred: UnsafeMutablePointer<Deferred>
     private var deferredCount = 0
-    /// 32 slot misses in flight at once: the put loop's own measure (docs/benchmarks.md).
+    /// Enough slot loads in flight to overlap their misses, few enough that the slots are still
+    /// cached when their writes are indexed.
     static let deferredLimit = 32
-    /// Whether a change was forgotten since the last `markAllUnchanged` (a tombstone written
-    /// since then was reclaimed): a delta of the changes would be incomplete.
-    public private(set) var changesForgotten = false
 
     /// Arena bytes written so far, garbage included (for tests and memory accounting).
     var arenaBytesInUse: Int { arenaUsed }
