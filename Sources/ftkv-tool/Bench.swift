@@ -216,6 +216,11 @@ struct Bench {
             let bytes = Array(UnsafeRawBufferPointer(key))
             if try !store.locate(String(decoding: bytes, as: UTF8.self)).contains(Int32(rank)) { remote.append(bytes) }
         }
+        // (With very few keys, possibly none: then there is nothing remote to time.)
+        var none = remote.isEmpty ? 1 : 0
+        var anyRankHasNone = 0
+        MPI_Allreduce(&none, &anyRankHasNone, 1, cmpi_int(), cmpi_op_max(), cmpi_comm_world())
+        guard anyRankHasNone == 0 else { try store.close(); return }
         /// `count` gets of those keys, round robin; returns their rate.
         func readRemote(_ count: Int) throws -> Double {
             let start = now()
@@ -260,7 +265,7 @@ struct Bench {
                         if rank % 2 == readers {
                             usleep(UInt32(gap * 1e6))
                             let start = now()
-                            try remote[sample].withUnsafeBytes { k in
+                            try remote[sample % remote.count].withUnsafeBytes { k in
                                 guard case .found = try store.get(key: k, into: out) else { throw BenchError.missing }
                             }
                             waits.append(now() - start)

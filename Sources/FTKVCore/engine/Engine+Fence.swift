@@ -27,7 +27,7 @@ extension Engine {
         // The whole fence, not only its waits: between them this thread builds batches and
         // applies copies holding the lock, so the progress thread could serve nothing and only
         // took turns on the core from ranks sharing it (4 ranks on 2 cores: put+fence 180-290 k
-        // ops/s with it spinning, 340-480 k with no progress thread at all; docs/benchmarks.md).
+        // ops/s with it spinning, 340-480 k with no progress thread at all; docs/progress.md).
         applicationWaiters.add(1, ordering: .relaxed)
         defer { applicationWaiters.subtract(1, ordering: .relaxed) }
         let interval = writeInterval

@@ -162,12 +162,12 @@ final class Transport {
     func progress(serve: (Incoming) throws -> MessageBuffer?) throws -> Bool {
         var active = try completeSends()
         if try completeArrivals(serve: serve) { active = true }
-        // One probe for both kinds (the communicator is the store's own, so every tag is ours):
-        // each MPI_Improbe runs Open MPI's whole progress engine, most of an idle poll's cost.
-        // Open MPI's MPI_Improbe (ob1) matches first and runs the progress engine only after a
-        // miss, so a message that arrived while this rank slept is pulled in by one probe and
-        // found by the next: a round whose first probe misses probes once more (without it every
-        // sleep between polls delayed an arrival by its own length twice; docs/progress.md).
+        // One probe for both kinds (the communicator is the store's own, so every tag is ours).
+        // Open MPI's MPI_Improbe (ob1) matches first and runs the whole progress engine (most of
+        // an idle poll's cost) only after a miss, so a message that arrived while this rank slept
+        // is pulled in by one probe and found by the next: a round whose first probe misses
+        // probes once more (without it every sleep between polls delayed an arrival by its own
+        // length twice; docs/progress.md).
         var probes = 0
         while true {
             probes += 1
