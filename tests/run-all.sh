@@ -295,6 +295,9 @@ online_recovery() {
     # Sequential failures down to a single survivor (the first victim is rank 0, the coordinator),
     # each view change and re-replication done before the next kill.
     KILL_GAP_MS=1500 ONLINE_STEPS=400 bash tests/kill/online.sh "$bin" 4 0,3,1 2 500 || ok=0
+    # The same with few steps: the later victims finish first and, while they wait to be killed,
+    # are told of the earlier deaths (KV_EPROCFAILED once each) and go on.
+    KILL_GAP_MS=1500 ONLINE_STEPS=30 bash tests/kill/online.sh "$bin" 4 0,3,1 2 500 || ok=0
     # A second death inside the view change (test faults): the coordinator after telling one
     # survivor its decision, and a survivor in the middle of re-replication (3 copies: two dead).
     FAULT=die-deciding FAULT_RANK=0 ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 5 2 3 800 || ok=0
