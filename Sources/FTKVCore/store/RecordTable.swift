@@ -28,28 +28,29 @@ public final class RecordTable {
     /// `forEachInWriteOrder`.
     static let garbageFlag: UInt32 = 4
 
-    private struct Slot {
+    struct Slot {
         var hash: UInt64
         var offsetPlusOne: Int // 0 = empty
     }
 
-    private var arena: UnsafeMutableRawPointer?
-    private var arenaCapacity = 0
-    private var arenaUsed = 0
-    private var garbageBytes = 0
-    private var slots: UnsafeMutablePointer<Slot>
-    private var slotCount: Int
-    private static let initialSlots = 256
+    // Internal (not private) for the extensions in RecordTable+*.swift; not the table's interface.
+    var arena: UnsafeMutableRawPointer?
+    var arenaCapacity = 0
+    var arenaUsed = 0
+    var garbageBytes = 0
+    var slots: UnsafeMutablePointer<Slot>
+    var slotCount: Int
+    static let initialSlots = 256
 
     /// The counters below, as of the indexed records (see `appendDeferred`).
-    private struct Tally {
+    struct Tally {
         var count = 0
         var liveCount = 0
         var liveBytes = 0
         var mutations: UInt64 = 0
         var changedRecords = 0
     }
-    private var tally = Tally()
+    var tally = Tally()
 
     /// Keys present (tombstones included).
     public var count: Int { indexDeferred(); return tally.count }
@@ -66,16 +67,16 @@ public final class RecordTable {
     public var changedRecords: Int { indexDeferred(); return tally.changedRecords }
     /// Whether a change was forgotten since the last `markAllUnchanged` (a tombstone written
     /// since then was reclaimed): a delta of the changes would be incomplete.
-    public private(set) var changesForgotten = false
+    public internal(set) var changesForgotten = false
 
     /// Writes whose record is in the arena but not yet in the index (`appendDeferred`), in write
     /// order. Every other entry point indexes them first, so only that method sees them.
-    private struct Deferred {
+    struct Deferred {
         var offset: Int
         var hash: UInt64
     }
-    private let deferred: UnsafeMutablePointer<Deferred>
-    private var deferredCount = 0
+    let deferred: UnsafeMutablePointer<Deferred>
+    var deferredCount = 0
     /// Enough slot loads in flight to overlap their misses, few enough that the slots are still
     /// cached when their writes are indexed.
     static let deferredLimit = 32
@@ -85,7 +86,7 @@ public final class RecordTable {
 
     /// Whether big allocations ask for huge pages (see LargeMemory): yes for tables that serve
     /// many random reads (a store), no for write-once buffers (a writer's pending table).
-    private let hugePages: Bool
+    let hugePages: Bool
 
     public init(hugePages: Bool = true) {
         // 4 KiB: if even this fails, the process cannot create a Swift object either.
@@ -102,14 +103,14 @@ public final class RecordTable {
     }
 
     /// Zeroed slots (all empty), or nil when memory is short.
-    private static func allocateSlots(_ n: Int, hugePages: Bool) -> UnsafeMutablePointer<Slot>? {
+    static func allocateSlots(_ n: Int, hugePages: Bool) -> UnsafeMutablePointer<Slot>? {
         guard let raw = LargeMemory.allocate(slotBytes(n), zeroed: true, hugePages: hugePages) else { return nil }
         return raw.bindMemory(to: Slot.self, capacity: n)
     }
 
     private static func slotBytes(_ n: Int) -> Int { LargeMemory.roundedSize(n * MemoryLayout<Slot>.stride) }
 
-    private static func releaseSlots(_ slots: UnsafeMutablePointer<Slot>, _ n: Int) {
+    static func releaseSlots(_ slots: UnsafeMutablePointer<Slot>, _ n: Int) {
         LargeMemory.release(UnsafeMutableRawPointer(slots), bytes: slotBytes(n))
     }
 
@@ -201,174 +202,25 @@ public final class RecordTable {
             let offset = slots[slot].offsetPlusOne - 1
             let old = header(atOffset: offset)
             if onlyIfNewer && !(stamp > old.stamp) { return false }
-            if !old.changed { tally.changedRecords += 1 }
             if old.valueLen == valueCount {
                 writeRecord(atOffset: offset, key: nil, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
             } else {
                 // May throw (no memory): counters are only touched once the write has happened.
                 let newOffset = try append(key: key, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
-                markGarbage(atOffset: offset)
-                garbageBytes += RecordTable.recordSize(keyLen: key.count, valueLen: old.valueLen)
+                retire(atOffset: offset, old)
                 slots[slot].offsetPlusOne = newOffset + 1
             }
-            if !old.tombstone {
-                tally.liveCount -= 1
-                tally.liveBytes -= key.count + old.valueLen
-            }
+            countReplaced(old)
         } else {
             try growSlotsIfNeeded()
             let newOffset = try append(key: key, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
             // growSlotsIfNeeded may have moved slots: probe again for the free slot.
             let (freeSlot, _) = probe(key, hash: hash)
-            slots[freeSlot] = Slot(hash: hash, offsetPlusOne: newOffset + 1)
-            tally.count += 1
-            tally.changedRecords += 1
+            insert(inSlot: freeSlot, hash: hash, offset: newOffset)
         }
-        if !tombstone {
-            tally.liveCount += 1
-            tally.liveBytes += key.count + valueCount
-        }
-        tally.mutations &+= 1
+        countWritten(keyLen: key.count, valueLen: valueCount, tombstone: tombstone)
         try compactIfWorthIt()
         return true
-    }
-
-    /// A new record for key, as `upsert` without `onlyIfNewer` would write it, except that
-    /// indexing it waits until `deferredLimit` such writes have gathered (or any other call): the
-    /// record is appended now and its slot prefetched, so the slots' cache misses overlap instead
-    /// of each write waiting for its own. For a writer's pending table, where most writes are of
-    /// keys not yet in it: on a table larger than the caches that miss was most of a put
-    /// (docs/benchmarks.md). Throws (nothing written) when memory is short.
-    public func appendDeferred(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer,
-                               stamp: Stamp, tombstone: Bool) throws {
-        if deferredCount == RecordTable.deferredLimit { indexDeferred() }
-        // Room in the index for all of them now, so indexing them later cannot fail.
-        if (tally.count + deferredCount + 1) * 2 > slotCount {
-            indexDeferred()
-            try growSlotsIfNeeded()
-        }
-        let offset = try append(key: key, value: value, valueCount: tombstone ? 0 : value.count,
-                                stamp: stamp, tombstone: tombstone)
-        prefetchSlot(hash: hash)
-        deferred[deferredCount] = Deferred(offset: offset, hash: hash)
-        deferredCount += 1
-    }
-
-    /// Indexes the deferred writes, oldest first; a write of a key already present replaces its
-    /// record as `upsert` does. Cannot fail: `appendDeferred` made room in the index.
-    private func indexDeferred() {
-        guard deferredCount > 0 else { return }
-        let count = deferredCount
-        deferredCount = 0
-        for i in 0..<count {
-            let d = deferred[i]
-            let h = header(atOffset: d.offset)
-            let key = UnsafeRawBufferPointer(start: arena.unsafelyUnwrapped + d.offset + RecordTable.headerSize, count: h.keyLen)
-            let (slot, found) = probe(key, hash: d.hash)
-            if found {
-                let oldOffset = slots[slot].offsetPlusOne - 1
-                let old = header(atOffset: oldOffset)
-                if !old.changed { tally.changedRecords += 1 }
-                markGarbage(atOffset: oldOffset)
-                garbageBytes += RecordTable.recordSize(keyLen: old.keyLen, valueLen: old.valueLen)
-                if !old.tombstone {
-                    tally.liveCount -= 1
-                    tally.liveBytes -= old.keyLen + old.valueLen
-                }
-                slots[slot].offsetPlusOne = d.offset + 1
-            } else {
-                slots[slot] = Slot(hash: d.hash, offsetPlusOne: d.offset + 1)
-                tally.count += 1
-                tally.changedRecords += 1
-            }
-            if !h.tombstone {
-                tally.liveCount += 1
-                tally.liveBytes += h.keyLen + h.valueLen
-            }
-            tally.mutations &+= 1
-        }
-        try? compactIfWorthIt() // an optimisation: garbage is kept when memory is short
-    }
-
-    /// Drops the tombstones written in intervals up to `fence` once every replica has applied them
-    /// (the caller knows: a completed fence), so a put+delete workload does not grow the table
-    /// forever. The index is rebuilt without them; their arena bytes become garbage for the next
-    /// compaction. Returns how many were dropped (0 also when memory for the rebuild is short:
-    /// reclaiming is an optimisation, never a failure).
-    @discardableResult
-    public func reclaimTombstones(through fence: UInt64) -> Int {
-        indexDeferred()
-        guard tally.count > tally.liveCount else { return 0 }
-        guard let removed = try? removeRecords(where: { slot in
-            let h = header(atOffset: slot.offsetPlusOne - 1)
-            return h.tombstone && h.stamp.fence <= fence
-        }) else { return 0 }
-        if removed.changed > 0 { changesForgotten = true }
-        return removed.count
-    }
-
-    /// Drops every record whose key hash `unwanted` accepts (a view change moved those keys to
-    /// other members). Returns how many; throws only when memory for the new index is short
-    /// (nothing is dropped then).
-    @discardableResult
-    public func drop(where unwanted: (UInt64) -> Bool) throws -> Int {
-        indexDeferred()
-        let removed = try removeRecords { unwanted($0.hash) }
-        guard removed.count > 0 else { return 0 }
-        // Content changed, and the next commit must not describe it as a delta of the last one.
-        changesForgotten = true
-        tally.mutations &+= 1
-        return removed.count
-    }
-
-    /// Rebuilds the index without the records `unwanted` accepts (their arena bytes become
-    /// garbage) and keeps the counters true. Returns how many went, and how many of those were
-    /// marked changed. Throws (nothing removed) when memory for the new index is short.
-    private func removeRecords(where unwanted: (Slot) -> Bool) throws -> (count: Int, changed: Int) {
-        var dropped = 0, live = 0, bytes = 0, changed = 0
-        try rehash(to: slotCount) { slot in
-            guard unwanted(slot) else { return true }
-            let h = header(atOffset: slot.offsetPlusOne - 1)
-            dropped += 1
-            if !h.tombstone { live += 1; bytes += h.keyLen + h.valueLen }
-            if h.changed { changed += 1 }
-            markGarbage(atOffset: slot.offsetPlusOne - 1)
-            garbageBytes += RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
-            return false
-        }
-        tally.count -= dropped
-        tally.liveCount -= live
-        tally.liveBytes -= bytes
-        tally.changedRecords -= changed
-        try? compactIfWorthIt()
-        return (dropped, changed)
-    }
-
-    /// Forgets every record. Keeps its allocations up to 256 MiB of arena and 2^21 slots
-    /// (32 MiB), so a checkpoint loop that writes similar data every interval does not regrow the
-    /// pending table after each fence; larger ones are released.
-    public func removeAll() {
-        deferredCount = 0 // their records go with the arena's
-        tally.mutations &+= 1
-        tally.changedRecords = 0
-        changesForgotten = false
-        tally.count = 0
-        tally.liveCount = 0
-        tally.liveBytes = 0
-        arenaUsed = 0
-        garbageBytes = 0
-        if arenaCapacity > 256 << 20 {
-            LargeMemory.release(arena, bytes: arenaCapacity)
-            arena = nil
-            arenaCapacity = 0
-        }
-        if slotCount > 1 << 21, let small = RecordTable.allocateSlots(RecordTable.initialSlots, hugePages: hugePages) {
-            RecordTable.releaseSlots(slots, slotCount)
-            slots = small
-            slotCount = RecordTable.initialSlots
-        } else {
-            memset(slots, 0, slotCount * MemoryLayout<Slot>.stride)
-        }
     }
 
     // MARK: internals
@@ -378,7 +230,7 @@ public final class RecordTable {
         (headerSize + keyLen + valueLen + 7) & ~7
     }
 
-    private struct Header {
+    struct Header {
         var keyLen: Int
         var valueLen: Int
         var stamp: Stamp
@@ -388,7 +240,7 @@ public final class RecordTable {
     }
 
     @inline(__always)
-    private func header(atOffset offset: Int) -> Header {
+    func header(atOffset offset: Int) -> Header {
         let p = arena.unsafelyUnwrapped + offset
         return Header(
             keyLen: Int(p.load(as: UInt32.self)),
@@ -401,9 +253,40 @@ public final class RecordTable {
             garbage: p.load(fromByteOffset: 28, as: UInt32.self) & RecordTable.garbageFlag != 0)
     }
 
-    private func markGarbage(atOffset offset: Int) {
+    func markGarbage(atOffset offset: Int) {
         let p = arena.unsafelyUnwrapped + offset + 28
         p.storeBytes(of: p.load(as: UInt32.self) | RecordTable.garbageFlag, as: UInt32.self)
+    }
+
+    /// Makes the record at `offset` (its header `h`) garbage: replaced or dropped.
+    func retire(atOffset offset: Int, _ h: Header) {
+        markGarbage(atOffset: offset)
+        garbageBytes += RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
+    }
+
+    /// Indexes a key's first record, at `offset`, in the free `slot`.
+    func insert(inSlot slot: Int, hash: UInt64, offset: Int) {
+        slots[slot] = Slot(hash: hash, offsetPlusOne: offset + 1)
+        tally.count += 1
+        tally.changedRecords += 1
+    }
+
+    /// The counters of a key's record `old`, replaced by a new one (in place or not).
+    func countReplaced(_ old: Header) {
+        if !old.changed { tally.changedRecords += 1 }
+        if !old.tombstone {
+            tally.liveCount -= 1
+            tally.liveBytes -= old.keyLen + old.valueLen
+        }
+    }
+
+    /// The counters of a record just written, new or replacing.
+    func countWritten(keyLen: Int, valueLen: Int, tombstone: Bool) {
+        if !tombstone {
+            tally.liveCount += 1
+            tally.liveBytes += keyLen + valueLen
+        }
+        tally.mutations &+= 1
     }
 
     @inline(__always)
@@ -417,7 +300,7 @@ public final class RecordTable {
 
     /// The slot holding key (found) or the empty slot where it would go.
     @inline(__always)
-    private func probe(_ key: UnsafeRawBufferPointer, hash: UInt64) -> (Int, Bool) {
+    func probe(_ key: UnsafeRawBufferPointer, hash: UInt64) -> (Int, Bool) {
         let mask = slotCount - 1
         var i = Int(truncatingIfNeeded: hash) & mask
         while true {
@@ -453,7 +336,7 @@ public final class RecordTable {
         if valueCount > 0 { memcpy(p + RecordTable.headerSize + keyLen, value.baseAddress!, valueCount) }
     }
 
-    private func append(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, valueCount: Int,
+    func append(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, valueCount: Int,
                         stamp: Stamp, tombstone: Bool) throws -> Int {
         let size = RecordTable.recordSize(keyLen: key.count, valueLen: valueCount)
         if arenaUsed + size > arenaCapacity {
@@ -480,7 +363,7 @@ public final class RecordTable {
         if n > slotCount { try rehash(to: n) }
     }
 
-    private func growSlotsIfNeeded() throws {
+    func growSlotsIfNeeded() throws {
         // Keep the load factor at or below 1/2 so linear probes stay short.
         guard (tally.count + 1) * 2 > slotCount else { return }
         try rehash(to: slotCount * 2)
@@ -488,7 +371,7 @@ public final class RecordTable {
 
     /// Moves the index to a fresh slot array of `newCount` slots, keeping the entries `keep`
     /// accepts (called only once the new array exists, so a refusal can count what it drops).
-    private func rehash(to newCount: Int, keeping keep: (Slot) -> Bool = { _ in true }) throws {
+    func rehash(to newCount: Int, keeping keep: (Slot) -> Bool = { _ in true }) throws {
         guard let newSlots = RecordTable.allocateSlots(newCount, hugePages: hugePages) else {
             throw KVFailure(.noMemory, "cannot allocate the store's index of \(newCount) slots")
         }
@@ -501,29 +384,5 @@ public final class RecordTable {
         RecordTable.releaseSlots(slots, slotCount)
         slots = newSlots
         slotCount = newCount
-    }
-
-    /// Copies live records to a fresh arena once garbage is most of the arena.
-    private func compactIfWorthIt() throws {
-        guard arenaUsed > 1 << 20, garbageBytes * 2 > arenaUsed else { return }
-        let needed = arenaUsed - garbageBytes
-        let newCapacity = max(needed + needed / 2, 64 << 10)
-        guard let fresh = LargeMemory.allocate(newCapacity, zeroed: false, hugePages: hugePages) else {
-            return // compaction is an optimisation: keep the garbage rather than fail a write
-        }
-        var used = 0
-        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
-            let offset = slots[i].offsetPlusOne - 1
-            let h = header(atOffset: offset)
-            let size = RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
-            memcpy(fresh + used, arena.unsafelyUnwrapped + offset, size)
-            slots[i].offsetPlusOne = used + 1
-            used += size
-        }
-        LargeMemory.release(arena, bytes: arenaCapacity)
-        arena = fresh
-        arenaCapacity = LargeMemory.roundedSize(newCapacity)
-        arenaUsed = used
-        garbageBytes = 0
     }
 }
