@@ -156,7 +156,8 @@ extension Engine {
                     if let b = batches[d], b.count > 0, b.writer.count + size > chunk { try ship(d) }
                     if batches[d] == nil {
                         batches[d] = try BatchBuilder(header: transport.header(.apply, requestID: 0, argument: 0),
-                                                      reserving: min(chunk, Wire.headerSize + size * (count + 1)))
+                                                      reserving: min(chunk, Wire.headerSize + size * (count + 1)),
+                                                      pool: batchBuffers)
                     }
                     try batches[d]!.add(rec)
                 }
@@ -248,8 +249,9 @@ struct BatchBuilder {
     var writer: ByteWriter
     var count: UInt64 = 0
 
-    init(header: Wire.Header, reserving bytes: Int) throws {
-        writer = try ByteWriter(reserving: max(bytes, Wire.headerSize))
+    /// A batch expected to fill a pool buffer takes one (reused from earlier fences).
+    init(header: Wire.Header, reserving bytes: Int, pool: BatchBufferPool) throws {
+        writer = pool.fits(bytes) ? try ByteWriter(pooled: pool) : try ByteWriter(reserving: max(bytes, Wire.headerSize))
         try Wire.write(header, to: &writer)
     }
 

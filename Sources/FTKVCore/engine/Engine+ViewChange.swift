@@ -253,6 +253,7 @@ extension Engine {
             t.bytesSent = transport.bytesSent
         }
         t.epochSource = { [unowned self] in self.view.epoch }
+        t.bufferPool = batchBuffers
         if faults.staleEpoch { t.epochSkew = 1 }
         transport = t
     }

@@ -56,6 +56,9 @@ public final class Engine: @unchecked Sendable {
     var shipping: RecordTable?
     /// An emptied table kept for the next swap, so a checkpoint loop does not regrow one per fence.
     var spareTable: RecordTable?
+    /// Full-size batch buffers, sent and received, reused from fence to fence (BatchBufferPool):
+    /// the window's worth, an open batch and two received ones.
+    let batchBuffers = BatchBufferPool(keep: Engine.fenceWindowBytes / Wire.fenceChunkBytes + 3)
     /// The interval new writes belong to (their stamp's fence number). A fence moves it on as soon
     /// as it takes the pending writes, so a write made by another thread during the fence belongs
     /// to the next interval. The same on every rank (fences are collective).

@@ -6,22 +6,38 @@ public final class MessageBuffer {
     public let base: UnsafeMutableRawPointer
     public private(set) var count: Int
     private var capacity: Int
+    /// Where the bytes go back when the message is freed (nil: to malloc).
+    private let pool: BatchBufferPool?
 
     public init?(capacity: Int) {
         guard capacity >= 0, let p = malloc(max(capacity, 1)) else { return nil }
         base = p
         self.capacity = max(capacity, 1)
         count = 0
+        pool = nil
     }
 
-    /// Takes ownership of malloc'd bytes (a finished ByteWriter's), without copying.
-    init(adopting p: UnsafeMutableRawPointer, count: Int, capacity: Int) {
+    /// A buffer from `pool` (given back on deinit), for a message of up to `pool.bufferBytes`.
+    init?(pool: BatchBufferPool) {
+        guard let p = pool.take() else { return nil }
+        base = p
+        capacity = pool.bufferBytes
+        count = 0
+        self.pool = pool
+    }
+
+    /// Takes ownership of malloc'd bytes (a finished ByteWriter's), without copying; bytes that
+    /// came from `pool` go back to it.
+    init(adopting p: UnsafeMutableRawPointer, count: Int, capacity: Int, pool: BatchBufferPool? = nil) {
         base = p
         self.count = count
         self.capacity = capacity
+        self.pool = pool
     }
 
-    deinit { free(base) }
+    deinit {
+        if let pool, capacity == pool.bufferBytes { pool.give(base) } else { free(base) }
+    }
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
@@ -34,9 +50,21 @@ struct ByteWriter {
     private(set) var base: UnsafeMutableRawPointer?
     private(set) var count = 0
     private var capacity = 0
+    /// The pool `base` came from, while it has its pooled size (growth past it leaves the pool).
+    private var pool: BatchBufferPool?
 
     init(reserving n: Int) throws {
         try reserve(n)
+    }
+
+    /// A writer into one of `pool`'s buffers (a full-size fence batch).
+    init(pooled pool: BatchBufferPool) throws {
+        guard let p = pool.take() else {
+            throw KVFailure(.noMemory, "cannot allocate a \(pool.bufferBytes)-byte message")
+        }
+        base = p
+        capacity = pool.bufferBytes
+        self.pool = pool
     }
 
     mutating func reserve(_ extra: Int) throws {
@@ -46,6 +74,7 @@ struct ByteWriter {
         guard let p = realloc(base, c) else { throw KVFailure(.noMemory, "cannot allocate a \(c)-byte message") }
         base = p
         capacity = c
+        pool = nil // pooled buffers are malloc'd: this one is now an ordinary, bigger one
     }
 
     mutating func append<T: FixedWidthInteger>(_ v: T) throws {
@@ -64,14 +93,18 @@ struct ByteWriter {
     /// Hands the bytes over as a MessageBuffer, without copying (this writer is then empty).
     mutating func finish() throws -> MessageBuffer {
         if base == nil { try reserve(1) }
-        let out = MessageBuffer(adopting: base!, count: count, capacity: capacity)
+        let out = MessageBuffer(adopting: base!, count: count, capacity: capacity, pool: pool)
         base = nil
         count = 0
         capacity = 0
+        pool = nil
         return out
     }
 
-    func release() { free(base) }
+    func release() {
+        guard let base else { return }
+        if let pool { pool.give(base) } else { free(base) }
+    }
 }
 
 /// Reads little-endian fields; every read is bounds-checked so a malformed message is an error.

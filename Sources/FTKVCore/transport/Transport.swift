@@ -37,6 +37,8 @@ final class Transport {
     /// view (the one place it is kept), set up by the engine.
     var epochSource: () -> UInt32 = { 0 }
     var epoch: UInt32 { epochSource() }
+    /// Where full-size messages (fence batches) are received into (set up by the engine).
+    var bufferPool: BatchBufferPool?
     /// Added to the epoch of every message sent (test-only fault injection: stale epochs).
     var epochSkew: UInt32 = 0
     /// How long a message that has started arriving may take to complete.
@@ -272,7 +274,8 @@ final class Transport {
         guard flag != 0 else { return nil }
         var count: Int32 = 0
         try mpiCheck(MPI_Get_count(&status, cmpi_byte(), &count), "MPI_Get_count")
-        guard let buffer = MessageBuffer(capacity: Int(count)) else {
+        let pooled = bufferPool.flatMap { $0.fits(Int(count)) ? MessageBuffer(pool: $0) : nil }
+        guard let buffer = pooled ?? MessageBuffer(capacity: Int(count)) else {
             throw KVFailure(.noMemory, "cannot allocate \(count) bytes for a message from rank \(status.MPI_SOURCE)")
         }
         var request: MPI_Request? = cmpi_request_null()
