@@ -50,7 +50,7 @@ module ftkv
         KV_STAT_PENDING_OPS = 7, KV_STAT_PROGRESS_THREAD = 8, KV_STAT_EPOCH = 9, &
         KV_STAT_REQUESTS_SERVED = 10, KV_STAT_DROPPED_MESSAGES = 11, KV_STAT_VERSION = 12, &
         KV_STAT_REPAIRED_FILES = 13, KV_STAT_RECOVERY_MICROS = 14, KV_STAT_RECOVERY_BYTES = 15, &
-        KV_STAT_MESSAGES_SENT = 16, KV_STAT_BYTES_SENT = 17
+        KV_STAT_MESSAGES_SENT = 16, KV_STAT_BYTES_SENT = 17, KV_STAT_TABLE_BYTES = 18
 
     public :: ftkv_open, ftkv_connect, ftkv_close, ftkv_put, ftkv_get, ftkv_del, ftkv_cas, ftkv_fence, ftkv_commit, &
               ftkv_failed, ftkv_comm, ftkv_locate, ftkv_stat, ftkv_strerror, ftkv_errmsg, ftkv_version

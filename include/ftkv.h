@@ -350,6 +350,9 @@ int kv_locate(kv_store *kv, const void *key, size_t keylen, int *ranks, int maxr
                                        replies, write batches, membership notices (not heartbeats,
                                        not the messages inside MPI's own collectives) */
 #define KV_STAT_BYTES_SENT      17 /* bytes of those messages */
+#define KV_STAT_TABLE_BYTES     18 /* bytes allocated for records and their indexes: the copies this
+                                       rank holds and its writes not yet fenced (address space
+                                       reserved; its pages are touched as they fill) */
 
 /*
  * kv_stat - read one statistic (KV_STAT_*) of this rank.              LOCAL.

@@ -134,6 +134,23 @@ struct RecordTableTests {
         check("after overwrites and deletes")
     }
 
+    @Test("records arriving for keys the table holds do not resize its index; more than it holds do, once")
+    func reserveForArriving() throws {
+        let table = RecordTable()
+        for i in 0..<40_000 { try table.put(bytes("k\(i)"), [UInt8](repeating: 1, count: 16)) }
+        let before = table.allocatedBytes, slots = table.slotCount
+        try table.reserve(arriving: 40_000) // a checkpoint overwriting its keys
+        #expect(table.allocatedBytes == before)
+        for i in 0..<40_000 { try table.put(bytes("k\(i)"), [UInt8](repeating: 2, count: 16)) }
+        #expect(table.allocatedBytes == before)
+        try table.reserve(arriving: 200_000) // a table growing from small: sized at once
+        let sized = table.slotCount
+        #expect(sized > slots && sized >= 2 * 200_000)
+        for i in 40_000..<200_000 { try table.put(bytes("k\(i)"), [UInt8](repeating: 3, count: 16)) }
+        #expect(table.slotCount == sized, "the index did not grow again")
+        #expect(table.count == 200_000 && table.get(bytes("k7"))?.value == [UInt8](repeating: 2, count: 16))
+    }
+
     @Test("an overwrite of the same size is in place; another size moves the record")
     func inPlaceVersusAppend() throws {
         let table = RecordTable()

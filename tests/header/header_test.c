@@ -55,11 +55,11 @@ int main(void) {
                    KV_STAT_PROGRESS_THREAD, KV_STAT_EPOCH, KV_STAT_REQUESTS_SERVED,
                    KV_STAT_DROPPED_MESSAGES, KV_STAT_VERSION, KV_STAT_REPAIRED_FILES,
                    KV_STAT_RECOVERY_MICROS, KV_STAT_RECOVERY_BYTES,
-                   KV_STAT_MESSAGES_SENT, KV_STAT_BYTES_SENT};
+                   KV_STAT_MESSAGES_SENT, KV_STAT_BYTES_SENT, KV_STAT_TABLE_BYTES};
     size_t limits[] = {KV_MAX_KEY_LEN, KV_MAX_VALUE_LEN, (size_t)KV_MAX_NAME_LEN};
     int version = FTKV_VERSION_MAJOR * 10000 + FTKV_VERSION_MINOR * 100 + FTKV_VERSION_PATCH;
     kv_store *kv = NULL;
     int all = a && b && c && d && e && f && g && h && i && j && k && l && m && n && o && p && q && r && s && t && kv == NULL;
     return all && codes[9] == -9 && codes[10] == -10 && codes[11] == -11 && codes[12] == -12 && codes[13] == -13 && codes[14] == -14 && stats[9] == 10 &&
-           stats[10] == 11 && stats[11] == 12 && stats[12] == 13 && stats[13] == 14 && stats[14] == 15 && stats[15] == 16 && stats[16] == 17 && limits[0] == 65536 && version >= 0 ? 0 : 1;
+           stats[10] == 11 && stats[11] == 12 && stats[12] == 13 && stats[13] == 14 && stats[14] == 15 && stats[15] == 16 && stats[16] == 17 && stats[17] == 18 && limits[0] == 65536 && version >= 0 ? 0 : 1;
 }

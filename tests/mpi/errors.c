@@ -161,7 +161,7 @@ static void bad_arguments(kv_store *kv)
 
     /* kv_stat: unknown `what`, NULL value */
     uint64_t v = 0;
-    const int bad_what[] = {0, -1, 99, 1000, -2147483647 - 1};
+    const int bad_what[] = {0, -1, KV_STAT_TABLE_BYTES + 1, 99, 1000, -2147483647 - 1};
     for (size_t i = 0; i < sizeof bad_what / sizeof bad_what[0]; i++) {
         int rc = kv_stat(kv, bad_what[i], &v);
         CHECK(rc == KV_EINVAL, "kv_stat(what=%d): rc %d (%s), expected KV_EINVAL", bad_what[i], rc,
@@ -170,7 +170,7 @@ static void bad_arguments(kv_store *kv)
     expect_errmsg(kv, "kv_stat(unknown what)");
     int rc = kv_stat(kv, KV_STAT_RANK, NULL);
     CHECK(rc == KV_EINVAL, "kv_stat(value=NULL): rc %d (%s), expected KV_EINVAL", rc, t_strerror(rc));
-    for (int what = KV_STAT_RANK; what <= KV_STAT_REQUESTS_SERVED; what++) {
+    for (int what = KV_STAT_RANK; what <= KV_STAT_TABLE_BYTES; what++) {
         rc = kv_stat(kv, what, &v);
         CHECK(rc == KV_OK, "kv_stat(what=%d): rc %d (%s)", what, rc, t_strerror(rc));
     }

@@ -1,11 +1,14 @@
 /*
- * fencememory.c - a checkpoint loop's fences reuse their batch buffers instead of faulting in
- * fresh memory every time.
+ * fencememory.c - a checkpoint loop that overwrites the same keys needs no new memory after its
+ * first fence.
  *
  * Each rank writes the same keys (new values) in several rounds of about 12 MB, a fence each.
- * From the third fence on, the page faults of the fence (getrusage, every thread of the process)
- * must be well under the pages the rank's batches occupy (sent and received): before the buffers
- * were pooled, every fence faulted in all of them again (about one fault per 4 KiB shipped).
+ * - From the third fence on, the page faults of the fence (getrusage, every thread of the process)
+ *   must be well under the pages the rank's batches occupy (sent and received): before the
+ *   buffers were pooled, every fence faulted in all of them again (one fault per 4 KiB shipped).
+ * - After every later fence, KV_STAT_TABLE_BYTES (records and indexes) is what it was after the
+ *   first: the second fence used to size the store's index for as many new keys as were written
+ *   (none were new) and moved it into one twice as big.
  * Every value is read back after each fence, from every rank.
  */
 //@case 2
@@ -36,6 +39,7 @@ int main(int argc, char **argv)
     /* The bytes this rank ships per fence: its keys to each other replica. */
     int copies = t_expected_replicas(t_size);
     double shipped_pages = (double)KEYS * (VLEN + 40) * (copies - 1) / 4096.0;
+    uint64_t first_tables = 0;
     for (int round = 0; round < 5; round++) {
         t_phase("put and fence");
         for (int i = 0; i < KEYS; i++) {
@@ -47,8 +51,15 @@ int main(int argc, char **argv)
         CHECK_RC(kv, kv_fence(kv), KV_OK, "", 0, "kv_fence");
         long during = faults() - before;
         if (t_rank == 0 || round >= 2)
-            printf("[fencememory rank %d] fence %d: %ld page faults (batches: %.0f pages sent, as many received)\n",
-                   t_rank, round, during, shipped_pages);
+            printf("[fencememory rank %d] fence %d: %ld page faults (batches: %.0f pages sent, as many received), tables %.1f MiB\n",
+                   t_rank, round, during, shipped_pages, STAT(kv, KV_STAT_TABLE_BYTES) / 1048576.0);
+        uint64_t tables = STAT(kv, KV_STAT_TABLE_BYTES);
+        if (round == 0) first_tables = tables;
+        CHECK(tables == first_tables, "fence %d: KV_STAT_TABLE_BYTES %llu, after the first fence %llu: the same keys took new memory",
+              round, (unsigned long long)tables, (unsigned long long)first_tables);
+        if (copies == t_size) /* every rank holds every key */
+            CHECK(STAT(kv, KV_STAT_LOCAL_KEYS) == (uint64_t)KEYS * (uint64_t)copies, "fence %d: KV_STAT_LOCAL_KEYS %llu, expected %llu",
+              round, (unsigned long long)STAT(kv, KV_STAT_LOCAL_KEYS), (unsigned long long)KEYS * copies);
         if (round >= 2)
             CHECK(during < shipped_pages / 4, "fence %d faulted %ld pages for %.0f pages of batches: buffers not reused",
                   round, during, shipped_pages);

@@ -33,17 +33,22 @@ extension Engine {
         let interval = writeInterval
         let number = fencesCompleted + 1
         let outgoing = pending
-        pending = spareTable ?? RecordTable(hugePages: false)
+        pending = spareTable ?? RecordTable()
         spareTable = nil
         shipping = outgoing
         writeInterval += 1
         var refused: KVFailure?
         do {
             // Sequential consistency has nothing buffered: its fence is only the final barrier.
-            if config.consistency == .fence { try barrierLocked(what: "fence entry barrier") }
+            // The entry barrier also adds up every rank's writes: this rank holds about r/n of
+            // them, which sizes the store's index once (flush).
+            var written = 0
+            if config.consistency == .fence {
+                written = try countingBarrierLocked(outgoing.count, what: "fence entry barrier")
+            }
             // A replica's refusal is reported after the barrier: leaving before it would strand the
             // other ranks in a collective this rank never joins.
-            refused = try flush(outgoing)
+            refused = try flush(outgoing, writtenByAll: written)
             try barrierLocked(what: "fence barrier")
         } catch let f as KVFailure where f.code == .procFailed && agreedFencesCompleted >= number {
             // A member died after every rank had entered this fence's final barrier, and another
@@ -89,9 +94,10 @@ extension Engine {
     /// extra memory is one open batch per destination plus the window, not a copy of everything
     /// written; and reused buffers spare the page faults of fresh ones. Returns the failure of a
     /// replica that refused a batch, if one did.
-    private func flush(_ writes: RecordTable) throws -> KVFailure? {
+    private func flush(_ writes: RecordTable, writtenByAll: Int) throws -> KVFailure? {
         guard writes.count > 0 else { return nil }
-        return try flush(count: writes.count, recordsStayValid: true) { body in
+        let arriving = writtenByAll * placement.replicas / max(Int(transport.commSize), 1)
+        return try flush(count: writes.count, recordsStayValid: true, arriving: arriving) { body in
             try writes.forEachInWriteOrder(hash: { StableHash.hash($0) }, body)
         }
     }
@@ -100,12 +106,13 @@ extension Engine {
     /// a view change's re-replication, which names each record's `destinations` itself (given
     /// its hash; by default, its replicas). `recordsStayValid`: every record's bytes stay valid
     /// and unchanged until this returns (a detached pending table, not file buffers or the store
-    /// itself), so local copies may wait in a PrefetchingApplier.
-    func flush(count: Int, recordsStayValid: Bool = false,
+    /// itself), so local copies may wait in a PrefetchingApplier. `arriving`: about how many
+    /// records this rank will receive and copy locally (by default r/n of its own `count`).
+    func flush(count: Int, recordsStayValid: Bool = false, arriving: Int? = nil,
                records forEachRecord: ((RecordView) throws -> Void) throws -> Void,
                destinations: ((UInt64, inout [Int32]) -> Void)? = nil) throws -> KVFailure? {
-        // This rank holds about r/n of the keys written.
-        try store.reserve(additionalKeys: count * placement.replicas / max(Int(transport.commSize), 1))
+        // The index is sized once for what arrives (RecordTable.reserve(arriving:)).
+        try store.reserve(arriving: arriving ?? count * placement.replicas / max(Int(transport.commSize), 1))
         var batches = [BatchBuilder?](repeating: nil, count: Int(transport.idLimit))
         defer { for b in batches { b?.writer.release() } }
         var localCopies = recordsStayValid ? PrefetchingApplier(into: store) : nil

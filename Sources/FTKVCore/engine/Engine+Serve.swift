@@ -92,8 +92,8 @@ extension Engine {
         var applier = PrefetchingApplier(into: store)
         defer { applier.release() }
         do {
-            // One index resize for the batch (its count is bounded by the bytes present).
-            try store.reserve(additionalKeys: Int(min(count, UInt64(body.remaining / OpCodec.headerSize))))
+            // At most one index resize for the batch (its count is bounded by the bytes present).
+            try store.reserve(arriving: Int(min(count, UInt64(body.remaining / OpCodec.headerSize))))
             try OpCodec.forEach(in: &body, count: count) { key, value, stamp, tombstone in
                 try applier.add(RecordView(key: key, value: value, stamp: stamp, isTombstone: tombstone,
                                            hash: StableHash.hash(key)))

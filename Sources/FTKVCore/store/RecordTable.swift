@@ -84,8 +84,12 @@ public final class RecordTable {
     /// Arena bytes written so far, garbage included (for tests and memory accounting).
     var arenaBytesInUse: Int { arenaUsed }
 
-    /// Whether big allocations ask for huge pages (see LargeMemory): yes for tables that serve
-    /// many random reads (a store), no for write-once buffers (a writer's pending table).
+    /// Bytes allocated for the records and the index (reserved: pages count once mapped, touched
+    /// or not), for kv_stat.
+    public var allocatedBytes: Int { arenaCapacity + RecordTable.slotBytes(slotCount) }
+
+    /// Whether big allocations ask for huge pages (see LargeMemory): fewer TLB misses on random
+    /// reads and one page fault per 2 MiB instead of 512 when a table first grows.
     let hugePages: Bool
 
     public init(hugePages: Bool = true) {
@@ -108,7 +112,7 @@ public final class RecordTable {
         return raw.bindMemory(to: Slot.self, capacity: n)
     }
 
-    private static func slotBytes(_ n: Int) -> Int { LargeMemory.roundedSize(n * MemoryLayout<Slot>.stride) }
+    static func slotBytes(_ n: Int) -> Int { LargeMemory.roundedSize(n * MemoryLayout<Slot>.stride) }
 
     static func releaseSlots(_ slots: UnsafeMutablePointer<Slot>, _ n: Int) {
         LargeMemory.release(UnsafeMutableRawPointer(slots), bytes: slotBytes(n))
@@ -361,6 +365,15 @@ public final class RecordTable {
         var n = slotCount
         while (tally.count + more + 1) * 2 > n { n *= 2 }
         if n > slotCount { try rehash(to: n) }
+    }
+
+    /// Makes room for `n` arriving records that may overwrite keys already here: the index is
+    /// sized once while the table holds fewer keys than arrive (a first checkpoint), and grows as
+    /// puts make it otherwise. Reserving for every arriving record as a new key moved a full index
+    /// into one twice its size in the second fence of a checkpoint loop that overwrites its keys.
+    public func reserve(arriving n: Int) throws {
+        let held = count
+        if n > held { try reserve(additionalKeys: n - held) }
     }
 
     func growSlotsIfNeeded() throws {

@@ -223,6 +223,29 @@ enum Collectives {
         return Array(UnsafeBufferPointer(start: receive, count: n))
     }
 
+    /// A nonblocking sum of one count over the ranks (a barrier that also adds up), to be
+    /// completed with `test`, then read with `total`. Its two words stay allocated if the wait is
+    /// abandoned (a view change): MPI may still write them, so they are left to it (16 bytes).
+    static func startSum(_ value: UInt64, comm: MPIComm) throws -> (request: MPIRequest, words: UnsafeMutablePointer<UInt64>) {
+        let words = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
+        words[0] = value
+        words[1] = 0
+        var request = MPIRequest(cmpi_request_null())
+        do {
+            try mpiCheck(MPI_Iallreduce(words, words + 1, 1, cmpi_uint64(), cmpi_op_sum(), comm, &request.handle), "MPI_Iallreduce")
+        } catch {
+            words.deallocate()
+            throw error
+        }
+        return (request, words)
+    }
+
+    /// The result of a completed `startSum` (its words are freed).
+    static func total(_ words: UnsafeMutablePointer<UInt64>) -> UInt64 {
+        defer { words.deallocate() }
+        return words[1]
+    }
+
     /// A nonblocking barrier, to be completed with `test`.
     static func startBarrier(_ comm: MPIComm) throws -> MPIRequest {
         var request: MPI_Request? = cmpi_request_null()
