@@ -50,10 +50,9 @@ public final class Engine: @unchecked Sendable {
     /// Records this rank holds as a replica.
     let store = RecordTable()
     /// This rank's puts/dels of the current interval (fence consistency): read-your-writes, then
-    /// shipped to the replicas by the next fence. On huge pages too: a first checkpoint faults in
-    /// its whole arena, 17,000 faults of 4 KiB for 200,000 puts of 144 B, which cost the first
-    /// put loop as much as the puts themselves (docs/benchmarks.md).
-    var pending = RecordTable()
+    /// shipped to the replicas by the next fence. Written in order and read once per interval:
+    /// 4 KiB pages, whose first touch costs the same every time (LargeMemory).
+    var pending = RecordTable(hugePages: false)
     /// The previous interval's writes while a fence ships them (other threads keep writing into
     /// `pending` meanwhile, for the next interval); nil outside a fence.
     var shipping: RecordTable?

@@ -19,9 +19,10 @@ enum LargeMemory {
 
     /// `zeroed`: the caller needs zero bytes (mapped memory always is). `hugePages`: advise
     /// transparent huge pages: faster random reads later, and one fault per 2 MiB at first touch.
-    /// On this VM a 4 KiB fault costs a steady 1.8 us (2.2 GB/s); a huge page 0.4 GB/s when the
-    /// kernel has none free at hand, 6-8 GB/s when it has (docs/benchmarks.md). Every table asks
-    /// for them: with them, a first put loop of 200,000 puts took 20-35 ms less in 16 of 16 runs.
+    /// On this VM a 4 KiB fault costs a steady 1.8 us (2.2 GB/s); a huge page 6-8 GB/s when the
+    /// kernel has free ones from a process that just ended, 0.4 GB/s when it has not (after a
+    /// while, or after a job that used small pages), docs/benchmarks.md. So only tables that
+    /// serve many random reads (the store) ask for them, not the pending writes.
     static func allocate(_ bytes: Int, zeroed: Bool, hugePages: Bool) -> UnsafeMutableRawPointer? {
         let size = roundedSize(bytes)
         guard isMapped(size) else { return zeroed ? calloc(1, size) : malloc(size) }

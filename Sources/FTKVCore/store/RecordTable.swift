@@ -88,8 +88,8 @@ public final class RecordTable {
     /// or not), for kv_stat.
     public var allocatedBytes: Int { arenaCapacity + RecordTable.slotBytes(slotCount) }
 
-    /// Whether big allocations ask for huge pages (see LargeMemory): fewer TLB misses on random
-    /// reads and one page fault per 2 MiB instead of 512 when a table first grows.
+    /// Whether big allocations ask for huge pages (see LargeMemory): yes for tables that serve
+    /// many random reads (a store), no for write-once buffers (a writer's pending table).
     let hugePages: Bool
 
     public init(hugePages: Bool = true) {
