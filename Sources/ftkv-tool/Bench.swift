@@ -127,6 +127,12 @@ struct Bench {
             print("ftkv bench: \(size) ranks, MPI thread level \(level), \(keys) keys/rank, \(gets) gets/rank, \(Bench.keyBytes) B keys, \(Bench.valueBytes) B values")
         }
         baselines()
+        // Small pages cost about the same every time; huge pages, on a VM that hands free memory
+        // back to its host, are fast only right after another process freed some
+        // (docs/benchmarks.md): the first interval follows them.
+        let (smallGBps, small) = firstTouch(bytes: 16 << 20, hugePages: false)
+        if let small { munmap(small, 16 << 20) }
+        report("baseline: first touch of fresh memory, 4 KiB pages", smallGBps, unit: "GB/s")
         // Kept mapped until the first interval has run: releasing it earlier would hand that
         // interval 64 MiB of free huge pages, making it look faster than a real first checkpoint.
         var (touchGBps, touched) = firstTouch(bytes: 64 << 20)

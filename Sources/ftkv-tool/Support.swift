@@ -46,14 +46,15 @@ func processCPUSeconds() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-/// Writing freshly mapped memory (huge-page advised, as the store's tables are): the kernel
-/// zeroes every page on first touch. A first checkpoint interval fills its tables from empty, and
-/// a re-replication grows them by the copies it restores, so this bounds how fast either can go.
-/// Returns the rate in GB/s and the mapping, which the caller unmaps.
-func firstTouch(bytes: Int) -> (Double, UnsafeMutableRawPointer?) {
+/// Writing freshly mapped memory (huge-page advised, as the store's tables are, or on 4 KiB pages,
+/// as the pending writes and batch buffers are): the kernel zeroes every page on first touch. A
+/// first checkpoint interval fills its tables from empty, and a re-replication grows them by the
+/// copies it restores, so this bounds how fast either can go. Returns the rate in GB/s and the
+/// mapping, which the caller unmaps.
+func firstTouch(bytes: Int, hugePages: Bool = true) -> (Double, UnsafeMutableRawPointer?) {
     guard let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
           p != MAP_FAILED else { return (0, nil) }
-    _ = madvise(p, bytes, MADV_HUGEPAGE)
+    _ = madvise(p, bytes, hugePages ? MADV_HUGEPAGE : MADV_NOHUGEPAGE)
     let t0 = now()
     memset(p, 1, bytes)
     return (Double(bytes) / (now() - t0) / 1e9, p)
