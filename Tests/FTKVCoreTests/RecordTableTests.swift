@@ -149,6 +149,9 @@ struct RecordTableTests {
         for i in 40_000..<200_000 { try table.put(bytes("k\(i)"), [UInt8](repeating: 3, count: 16)) }
         #expect(table.slotCount == sized, "the index did not grow again")
         #expect(table.count == 200_000 && table.get(bytes("k7"))?.value == [UInt8](repeating: 2, count: 16))
+        // An absurd estimate is refused with a code, not an overflow trap, and changes nothing.
+        #expect(throws: KVFailure.self) { try table.reserve(arriving: Int.max) }
+        #expect(table.slotCount == sized && table.count == 200_000)
     }
 
     @Test("an overwrite of the same size is in place; another size moves the record")

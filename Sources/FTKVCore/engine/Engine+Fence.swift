@@ -96,7 +96,7 @@ extension Engine {
     /// replica that refused a batch, if one did.
     private func flush(_ writes: RecordTable, writtenByAll: Int) throws -> KVFailure? {
         guard writes.count > 0 else { return nil }
-        let arriving = writtenByAll * placement.replicas / max(Int(transport.commSize), 1)
+        let arriving = writtenByAll / max(Int(transport.commSize), 1) * placement.replicas
         return try flush(count: writes.count, recordsStayValid: true, arriving: arriving) { body in
             try writes.forEachInWriteOrder(hash: { StableHash.hash($0) }, body)
         }
@@ -111,8 +111,9 @@ extension Engine {
     func flush(count: Int, recordsStayValid: Bool = false, arriving: Int? = nil,
                records forEachRecord: ((RecordView) throws -> Void) throws -> Void,
                destinations: ((UInt64, inout [Int32]) -> Void)? = nil) throws -> KVFailure? {
-        // The index is sized once for what arrives (RecordTable.reserve(arriving:)).
-        try store.reserve(arriving: arriving ?? count * placement.replicas / max(Int(transport.commSize), 1))
+        // The index is sized once for what arrives (RecordTable.reserve(arriving:)). An estimate:
+        // if memory for it is short, the records may still fit as they come, so no failure here.
+        _ = try? store.reserve(arriving: arriving ?? count / max(Int(transport.commSize), 1) * placement.replicas)
         var batches = [BatchBuilder?](repeating: nil, count: Int(transport.idLimit))
         defer { for b in batches { b?.writer.release() } }
         var localCopies = recordsStayValid ? PrefetchingApplier(into: store) : nil

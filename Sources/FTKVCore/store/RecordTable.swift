@@ -362,6 +362,9 @@ public final class RecordTable {
     /// of that many is applied).
     public func reserve(additionalKeys more: Int) throws {
         indexDeferred()
+        guard more >= 0, more < (1 << 40) - tally.count else {
+            throw KVFailure(.noMemory, "cannot index \(more) more keys")
+        }
         var n = slotCount
         while (tally.count + more + 1) * 2 > n { n *= 2 }
         if n > slotCount { try rehash(to: n) }
