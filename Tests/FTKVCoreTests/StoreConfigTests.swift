@@ -102,6 +102,13 @@ struct StoreConfigTests {
         #expect(try parse(["ftkv_on_failure": "abort"]).abortOnFailure)
         #expect(try !parse(["ftkv_on_failure": " Continue "]).abortOnFailure)
         #expect(try !parse([:]).abortOnFailure)
+        for v in ["", "maybe", "2", "off!"] {
+            expectInvalid("ftkv_huge_pages=\(v)") { _ = try parse(["ftkv_huge_pages": v]) }
+        }
+        #expect(try parse([:]).hugePages)
+        #expect(try !parse(["ftkv_huge_pages": " No "]).hugePages)
+        #expect(try !parse([:], env: ["FTKV_HUGE_PAGES": "0"]).hugePages)
+        #expect(try parse(["ftkv_huge_pages": "no"], env: ["FTKV_HUGE_PAGES": "yes"]).hugePages)
         for v in ["fast", "", "threads", "none"] {
             expectInvalid("ftkv_progress=\(v)") { _ = try parse(["ftkv_progress": v]) }
         }

@@ -55,10 +55,13 @@ public struct StoreConfig: Sendable, Equatable {
     public var abortOnFailure = false
     /// kv_connect: the secret the server asks of client jobs (also read from a port file).
     public var secret: String?
+    /// Whether the store's tables ask for transparent huge pages (LargeMemory): fewer TLB misses
+    /// on gets; off for virtual machines whose huge pages are slow to fault in (docs/benchmarks.md).
+    public var hugePages = true
 
     public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node",
                               "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir", "ftkv_heartbeat", "ftkv_suspect_after",
-                              "ftkv_on_failure", "ftkv_secret"]
+                              "ftkv_on_failure", "ftkv_secret", "ftkv_huge_pages"]
 
     public init() {}
 
@@ -151,6 +154,13 @@ public struct StoreConfig: Sendable, Equatable {
                 throw KVFailure(.invalid, "\(source): expected a secret of 1 to 1024 bytes")
             }
             config.secret = secret
+        }
+        if let (text, source) = value("ftkv_huge_pages") {
+            switch text.trimmingSpaces.lowercased() {
+            case "yes", "1", "true": config.hugePages = true
+            case "no", "0", "false": config.hugePages = false
+            default: throw KVFailure(.invalid, "\(source) = '\(text)': expected yes or no")
+            }
         }
         if let (text, source) = value("ftkv_keep") {
             guard let k = Int(text.trimmingSpaces), k >= 1, k <= 1_000_000 else {

@@ -48,7 +48,7 @@ public final class Engine: @unchecked Sendable {
     var view: View
     var placement: Placement
     /// Records this rank holds as a replica.
-    let store = RecordTable()
+    let store: RecordTable
     /// This rank's puts/dels of the current interval (fence consistency): read-your-writes, then
     /// shipped to the replicas by the next fence. Written in order and read once per interval:
     /// 4 KiB pages, whose first touch costs the same every time (LargeMemory).
@@ -162,6 +162,7 @@ public final class Engine: @unchecked Sendable {
         self.failureDetectors = [ring]
         self.name = name
         self.config = config
+        self.store = RecordTable(hugePages: config.hugePages)
         self.faults = faults
         self.threadLevel = threadLevel
         self.transport = transport
