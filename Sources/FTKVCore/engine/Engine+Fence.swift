@@ -33,7 +33,7 @@ extension Engine {
         let interval = writeInterval
         let number = fencesCompleted + 1
         let outgoing = pending
-        pending = spareTable ?? RecordTable(hugePages: false)
+        pending = spareTable ?? Engine.newPendingTable()
         spareTable = nil
         shipping = outgoing
         writeInterval += 1

@@ -103,8 +103,9 @@ extension Engine {
 
     /// A barrier that also returns the sum of every rank's `count` (as barrierLocked waits).
     func countingBarrierLocked(_ count: Int, what: String) throws -> Int {
-        var (request, words) = try Collectives.startSum(UInt64(max(count, 0)), comm: transport.comm)
-        try waitLocked(for: what) { try Collectives.test(&request, what: what) }
-        return Int(clamping: Collectives.total(words))
+        let total = try Collectives.sum([UInt64(max(count, 0))], comm: transport.comm) { request in
+            try waitLocked(for: what) { try Collectives.test(&request, what: what) }
+        }
+        return Int(clamping: total[0])
     }
 }

@@ -50,9 +50,11 @@ public final class Engine: @unchecked Sendable {
     /// Records this rank holds as a replica.
     let store: RecordTable
     /// This rank's puts/dels of the current interval (fence consistency): read-your-writes, then
-    /// shipped to the replicas by the next fence. Written in order and read once per interval:
-    /// 4 KiB pages, whose first touch costs the same every time (LargeMemory).
-    var pending = RecordTable(hugePages: false)
+    /// shipped to the replicas by the next fence.
+    var pending = Engine.newPendingTable()
+    /// Pending writes are written in order and read once per interval: 4 KiB pages, whose first
+    /// touch costs the same every time (LargeMemory).
+    static func newPendingTable() -> RecordTable { RecordTable(hugePages: false) }
     /// The previous interval's writes while a fence ships them (other threads keep writing into
     /// `pending` meanwhile, for the next interval); nil outside a fence.
     var shipping: RecordTable?

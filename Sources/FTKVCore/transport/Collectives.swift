@@ -211,39 +211,21 @@ enum Collectives {
     }
 
     /// The element-wise sum over ranks of `values` (same length everywhere), completed by `wait`.
+    /// A wait that throws (a deadline, a view change) leaves the collective under way: its buffers
+    /// are then left to MPI, which may still write them, rather than freed (16 bytes a value).
     static func sum(_ values: [UInt64], comm: MPIComm, wait: (inout MPIRequest) throws -> Void) throws -> [UInt64] {
         let n = values.count
         let send = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
         let receive = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
-        defer { send.deallocate(); receive.deallocate() }
+        var started = false
+        defer { if !started { send.deallocate(); receive.deallocate() } }
         for i in 0..<n { send[i] = values[i] }
         var request = MPIRequest(cmpi_request_null())
         try mpiCheck(MPI_Iallreduce(send, receive, Int32(n), cmpi_uint64(), cmpi_op_sum(), comm, &request.handle), "MPI_Iallreduce")
+        started = true
         try wait(&request)
+        defer { send.deallocate(); receive.deallocate() }
         return Array(UnsafeBufferPointer(start: receive, count: n))
-    }
-
-    /// A nonblocking sum of one count over the ranks (a barrier that also adds up), to be
-    /// completed with `test`, then read with `total`. Its two words stay allocated if the wait is
-    /// abandoned (a view change): MPI may still write them, so they are left to it (16 bytes).
-    static func startSum(_ value: UInt64, comm: MPIComm) throws -> (request: MPIRequest, words: UnsafeMutablePointer<UInt64>) {
-        let words = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
-        words[0] = value
-        words[1] = 0
-        var request = MPIRequest(cmpi_request_null())
-        do {
-            try mpiCheck(MPI_Iallreduce(words, words + 1, 1, cmpi_uint64(), cmpi_op_sum(), comm, &request.handle), "MPI_Iallreduce")
-        } catch {
-            words.deallocate()
-            throw error
-        }
-        return (request, words)
-    }
-
-    /// The result of a completed `startSum` (its words are freed).
-    static func total(_ words: UnsafeMutablePointer<UInt64>) -> UInt64 {
-        defer { words.deallocate() }
-        return words[1]
     }
 
     /// A nonblocking barrier, to be completed with `test`.

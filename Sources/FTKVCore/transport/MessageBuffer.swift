@@ -6,7 +6,8 @@ public final class MessageBuffer {
     public let base: UnsafeMutableRawPointer
     public private(set) var count: Int
     private var capacity: Int
-    /// Where the bytes go back when the message is freed (nil: to malloc).
+    /// Where the bytes go back when the message is freed (nil: to malloc). Set only for a buffer
+    /// of the pool's size (a writer that outgrew one hands it over as an ordinary buffer).
     private let pool: BatchBufferPool?
 
     public init?(capacity: Int) {
@@ -36,7 +37,7 @@ public final class MessageBuffer {
     }
 
     deinit {
-        if let pool, capacity == pool.bufferBytes { pool.give(base) } else { free(base) }
+        if let pool { pool.give(base) } else { free(base) }
     }
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
