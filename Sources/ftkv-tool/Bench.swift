@@ -125,6 +125,9 @@ struct Bench {
     func run() throws {
         if rank == 0 {
             print("ftkv bench: \(size) ranks, MPI thread level \(level), \(keys) keys/rank, \(gets) gets/rank, \(Bench.keyBytes) B keys, \(Bench.valueBytes) B values")
+            if let pages = try? StoreConfig.parse(given: [:]).hugePages {
+                print("store tables on \(pages.useHugePages ? "huge" : "4 KiB") pages (ftkv_huge_pages=\(pages.rawValue))")
+            }
         }
         baselines()
         // Small pages cost about the same every time; huge pages, on a VM that hands free memory

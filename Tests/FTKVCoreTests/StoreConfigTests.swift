@@ -105,10 +105,11 @@ struct StoreConfigTests {
         for v in ["", "maybe", "2", "off!"] {
             expectInvalid("ftkv_huge_pages=\(v)") { _ = try parse(["ftkv_huge_pages": v]) }
         }
-        #expect(try parse([:]).hugePages)
-        #expect(try !parse(["ftkv_huge_pages": " No "]).hugePages)
-        #expect(try !parse([:], env: ["FTKV_HUGE_PAGES": "0"]).hugePages)
-        #expect(try parse(["ftkv_huge_pages": "no"], env: ["FTKV_HUGE_PAGES": "yes"]).hugePages)
+        #expect(try parse([:]).hugePages == .auto)
+        #expect(try parse(["ftkv_huge_pages": " No "]).hugePages == .no)
+        #expect(try parse([:], env: ["FTKV_HUGE_PAGES": "0"]).hugePages == .no)
+        #expect(try parse([:], env: ["FTKV_HUGE_PAGES": "AUTO"]).hugePages == .auto)
+        #expect(try parse(["ftkv_huge_pages": "no"], env: ["FTKV_HUGE_PAGES": "yes"]).hugePages == .yes)
         for v in ["fast", "", "threads", "none"] {
             expectInvalid("ftkv_progress=\(v)") { _ = try parse(["ftkv_progress": v]) }
         }

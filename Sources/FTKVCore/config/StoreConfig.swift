@@ -56,8 +56,9 @@ public struct StoreConfig: Sendable, Equatable {
     /// kv_connect: the secret the server asks of client jobs (also read from a port file).
     public var secret: String?
     /// Whether the store's tables ask for transparent huge pages (LargeMemory): fewer TLB misses
-    /// on gets; off for virtual machines whose huge pages are slow to fault in (docs/benchmarks.md).
-    public var hugePages = true
+    /// on gets; by default not on virtual machines whose huge pages are slow to fault in
+    /// (HugePagePolicy, docs/benchmarks.md).
+    public var hugePages = HugePageChoice.auto
 
     public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node",
                               "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir", "ftkv_heartbeat", "ftkv_suspect_after",
@@ -157,9 +158,10 @@ public struct StoreConfig: Sendable, Equatable {
         }
         if let (text, source) = value("ftkv_huge_pages") {
             switch text.trimmingSpaces.lowercased() {
-            case "yes", "1", "true": config.hugePages = true
-            case "no", "0", "false": config.hugePages = false
-            default: throw KVFailure(.invalid, "\(source) = '\(text)': expected yes or no")
+            case "auto": config.hugePages = .auto
+            case "yes", "1", "true": config.hugePages = .yes
+            case "no", "0", "false": config.hugePages = .no
+            default: throw KVFailure(.invalid, "\(source) = '\(text)': expected auto, yes or no")
             }
         }
         if let (text, source) = value("ftkv_keep") {

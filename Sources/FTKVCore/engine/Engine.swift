@@ -164,7 +164,7 @@ public final class Engine: @unchecked Sendable {
         self.failureDetectors = [ring]
         self.name = name
         self.config = config
-        self.store = RecordTable(hugePages: config.hugePages)
+        self.store = RecordTable(hugePages: config.hugePages.useHugePages)
         self.faults = faults
         self.threadLevel = threadLevel
         self.transport = transport
