@@ -15,6 +15,9 @@
 ///                         sent its decision to one survivor only
 ///     die-rereplicating   SIGKILL this process in a view change, after it sent 16 records
 ///                         to restore copies (or all it had, if fewer)
+///     open-stall          in kv_open, sleep three ftkv_timeouts between duplicating the
+///                         communicator and the first allgather: the other ranks give up on
+///                         that allgather while it is under way
 ///   FTKV_TEST_FAULT_RANK=N    apply FTKV_TEST_FAULT only on rank N of the store's communicator
 ///   FTKV_TEST_BATCH_BYTES=N   cut the fence's apply batches at N bytes (default 4 MiB), so
 ///                             small tests exercise multi-batch fences.
@@ -29,6 +32,7 @@ struct FaultInjection: Sendable, Equatable {
     var dieAfterPublish = false
     var dieDeciding = false
     var dieRereplicating = false
+    var stallOpen = false
     /// Only this rank applies the faults (nil: every rank).
     var onlyRank: Int32?
     var batchBytes = Wire.fenceChunkBytes
@@ -50,8 +54,9 @@ struct FaultInjection: Sendable, Equatable {
                 case "die-after-publish": f.dieAfterPublish = true
                 case "die-deciding": f.dieDeciding = true
                 case "die-rereplicating": f.dieRereplicating = true
+                case "open-stall": f.stallOpen = true
                 default:
-                    throw KVFailure(.invalid, "FTKV_TEST_FAULT: unknown fault '\(item)' (apply-fail, stale-epoch, truncate-replies, commit-write, commit-publish, die-after-data, die-before-publish, die-after-publish, die-deciding, die-rereplicating)")
+                    throw KVFailure(.invalid, "FTKV_TEST_FAULT: unknown fault '\(item)' (apply-fail, stale-epoch, truncate-replies, commit-write, commit-publish, die-after-data, die-before-publish, die-after-publish, die-deciding, die-rereplicating, open-stall)")
                 }
             }
         }

@@ -85,7 +85,8 @@ extension Engine {
         mine.nameHash = name.map { StableHash.hash($0) } ?? 0
         mine.nameLength = UInt64(name?.utf8.count ?? 0)
         mine.nodeHash = config.node.map { StableHash.hash($0) } ?? 0 // 0: not named, ask MPI below
-        let all = try Collectives.allgather(mine, blank: OpenRecord(), comm: dup, size: Int(size), timeout: timeout)
+        if faults.on(rank: rank).stallOpen { usleep(UInt32(min(3 * timeout, 600) * 1e6)) }
+        let all = try Collectives.allgather(mine, comm: dup, size: Int(size), timeout: timeout)
 
         if let bad = all.firstIndex(where: { $0.status != 0 }) {
             if let localFailure, bad == Int(rank) { throw localFailure }
@@ -105,15 +106,19 @@ extension Engine {
 
         // Node identities, and how many of the store's ranks share this machine's cores (named
         // nodes may be simulated: FTKV_NODE). MPI_Comm_split_type has no nonblocking form, so it
-        // runs only now that the allgather has shown every rank is inside this kv_open (a rank
-        // arriving after the others timed out fails in the allgather instead of blocking here
-        // alone). Whether node names are gathered comes from gathered data, so all ranks agree.
+        // runs only once every rank is known to be inside this kv_open and past the allgather: a
+        // rank arriving after the others timed out fails in the allgather, and one that arrives
+        // at the allgather after the others gave up on it (their abandoned halves complete it)
+        // fails in this barrier, instead of blocking alone in split_type.
+        var entered = try Collectives.startBarrier(dup)
+        try Collectives.complete(&entered, seconds: timeout, what: "waiting for every rank to finish the kv_open agreement")
+        // Whether node names are gathered comes from gathered data, so all ranks agree.
         var nodes = all.map { $0.nodeHash }
         let (leader, ranksHere) = try Collectives.sharedMemoryGroup(dup, rank: rank, timeout: timeout)
         if nodes.contains(0) {
             var record = OpenRecord()
             record.nodeHash = mine.nodeHash != 0 ? mine.nodeHash : StableHash.hash("shm-\(leader)")
-            nodes = try Collectives.allgather(record, blank: OpenRecord(), comm: dup, size: Int(size), timeout: timeout).map { $0.nodeHash }
+            nodes = try Collectives.allgather(record, comm: dup, size: Int(size), timeout: timeout).map { $0.nodeHash }
         }
 
         // The parent of the survivors' communicators after a failure (Engine+ViewChange). Never

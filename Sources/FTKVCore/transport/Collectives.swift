@@ -56,14 +56,17 @@ enum Collectives {
     /// A private duplicate of `comm` (MPI_Comm_idup, waited for with a deadline) that returns
     /// errors instead of aborting.
     static func duplicate(_ comm: MPIComm, timeout: Double) throws -> MPIComm {
-        var dup: MPI_Comm? = cmpi_comm_null()
-        var request: MPI_Request? = cmpi_request_null()
+        // MPI writes the new handle when the duplication completes: into memory it keeps if
+        // the wait gives up (CollectiveMemory), not into this frame.
+        let memory = CollectiveMemory()
+        let handle = memory.holding(cmpi_comm_null())
         // The gate covers the whole duplication: it progresses inside the MPI_Test calls.
         try CommunicatorGate.exclusively {
-            try mpiCheck(MPI_Comm_idup(comm, &dup, &request), "MPI_Comm_idup")
-            try wait(&request, seconds: timeout, what: "duplicating the communicator")
+            try memory.run("MPI_Comm_idup", post: { MPI_Comm_idup(comm, handle, &$0) }) {
+                try complete(&$0, seconds: timeout, what: "duplicating the communicator")
+            }
         }
-        guard let dup else { throw KVFailure(.mpi, "MPI_Comm_idup returned no communicator") }
+        guard let dup = handle.pointee else { throw KVFailure(.mpi, "MPI_Comm_idup returned no communicator") }
         do {
             try mpiCheck(MPI_Comm_set_errhandler(dup, cmpi_errors_return()), "MPI_Comm_set_errhandler")
         } catch {
@@ -123,30 +126,22 @@ enum Collectives {
         defer { CommunicatorGate.exclusively { _ = MPI_Comm_free(&shm) } }
         var size: Int32 = 0
         try mpiCheck(MPI_Comm_size(shm, &size), "MPI_Comm_size")
-        var mine = rank
-        var leader: Int32 = 0
-        var request: MPI_Request? = cmpi_request_null()
-        try mpiCheck(MPI_Iallreduce(&mine, &leader, 1, cmpi_int(), cmpi_op_min(), shm, &request), "MPI_Iallreduce")
-        try wait(&request, seconds: timeout, what: "finding the node leader")
-        return (leader, size)
+        let memory = CollectiveMemory()
+        let mine = memory.holding(rank)
+        let leader = memory.holding(Int32(0))
+        try memory.run("MPI_Iallreduce", post: { MPI_Iallreduce(mine, leader, 1, cmpi_int(), cmpi_op_min(), shm, &$0) }) {
+            try complete(&$0, seconds: timeout, what: "finding the node leader")
+        }
+        return (leader.pointee, size)
     }
 
     // MARK: collectives
 
     /// Every rank's `mine` (a plain fixed-size record sent as bytes), waited for with a deadline.
-    static func allgather<T>(_ mine: T, blank: T, comm: MPIComm, size: Int, timeout: Double) throws -> [T] {
-        var send = mine
-        var all = [T](repeating: blank, count: size)
-        let bytes = Int32(MemoryLayout<T>.stride)
-        var request: MPI_Request? = cmpi_request_null()
-        try withUnsafeMutableBytes(of: &send) { s in
-            try all.withUnsafeMutableBytes { r in
-                try mpiCheck(MPI_Iallgather(s.baseAddress, bytes, cmpi_byte(), r.baseAddress, bytes, cmpi_byte(), comm, &request),
-                             "MPI_Iallgather")
-                try wait(&request, seconds: timeout, what: "agreeing on kv_open arguments")
-            }
+    static func allgather<T>(_ mine: T, comm: MPIComm, size: Int, timeout: Double) throws -> [T] {
+        try allgatherFixed(mine, comm: comm, size: size) {
+            try complete(&$0, seconds: timeout, what: "agreeing on kv_open arguments")
         }
-        return all
     }
 
     /// Every rank's bytes (any length, may differ per rank), in rank order. `wait` completes each
@@ -160,17 +155,16 @@ enum Collectives {
         var displacements = [Int32](repeating: 0, count: size)
         for i in 1..<max(size, 1) { displacements[i] = displacements[i - 1] + Int32(lengths[i - 1]) }
         let total = Int(lengths.reduce(0, +))
-        let counts = UnsafeMutablePointer<Int32>.allocate(capacity: size)
-        let displs = UnsafeMutablePointer<Int32>.allocate(capacity: size)
-        let send = UnsafeMutableRawPointer.allocate(byteCount: max(mine.count, 1), alignment: 8)
-        let receive = UnsafeMutableRawPointer.allocate(byteCount: max(total, 1), alignment: 8)
-        defer { counts.deallocate(); displs.deallocate(); send.deallocate(); receive.deallocate() }
+        let memory = CollectiveMemory()
+        let counts = memory.allocate(Int32.self, count: size)
+        let displs = memory.allocate(Int32.self, count: size)
+        let send = memory.allocate(UInt8.self, count: mine.count)
+        let receive = memory.allocate(UInt8.self, count: total)
         for i in 0..<size { counts[i] = Int32(lengths[i]); displs[i] = displacements[i] }
-        mine.withUnsafeBytes { if $0.count > 0 { send.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-        var request = MPIRequest(cmpi_request_null())
-        try mpiCheck(MPI_Iallgatherv(send, Int32(mine.count), cmpi_byte(), receive, counts, displs, cmpi_byte(), comm, &request.handle),
-                     "MPI_Iallgatherv")
-        try wait(&request)
+        mine.withUnsafeBytes { if $0.count > 0 { UnsafeMutableRawPointer(send).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        try memory.run("MPI_Iallgatherv", post: {
+            MPI_Iallgatherv(send, Int32(mine.count), cmpi_byte(), receive, counts, displs, cmpi_byte(), comm, &$0)
+        }, wait: wait)
         return (0..<size).map { i in
             Array(UnsafeRawBufferPointer(start: receive + Int(displacements[i]), count: Int(lengths[i])))
         }
@@ -178,53 +172,41 @@ enum Collectives {
 
     /// One plain fixed-size value from every rank, completed by `wait`.
     static func allgatherFixed<T>(_ mine: T, comm: MPIComm, size: Int, wait: (inout MPIRequest) throws -> Void) throws -> [T] {
-        let stride = MemoryLayout<T>.stride
-        let send = UnsafeMutablePointer<T>.allocate(capacity: 1)
-        let receive = UnsafeMutablePointer<T>.allocate(capacity: size)
-        defer { send.deallocate(); receive.deallocate() }
-        send.initialize(to: mine)
-        var request = MPIRequest(cmpi_request_null())
-        try mpiCheck(MPI_Iallgather(send, Int32(stride), cmpi_byte(), receive, Int32(stride), cmpi_byte(), comm, &request.handle),
-                     "MPI_Iallgather")
-        try wait(&request)
+        let stride = Int32(MemoryLayout<T>.stride)
+        let memory = CollectiveMemory()
+        let send = memory.holding(mine)
+        let receive = memory.allocate(T.self, count: size)
+        try memory.run("MPI_Iallgather", post: {
+            MPI_Iallgather(send, stride, cmpi_byte(), receive, stride, cmpi_byte(), comm, &$0)
+        }, wait: wait)
         return Array(UnsafeBufferPointer(start: receive, count: size))
     }
 
     /// `root`'s bytes on every rank (the others pass anything), completed by `wait`.
     static func broadcastBytes(_ bytes: [UInt8], root: Int32, rank: Int32, comm: MPIComm,
                                wait: (inout MPIRequest) throws -> Void) throws -> [UInt8] {
-        let length = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
-        defer { length.deallocate() }
-        length.pointee = Int64(bytes.count)
-        var request = MPIRequest(cmpi_request_null())
-        try mpiCheck(MPI_Ibcast(length, 8, cmpi_byte(), root, comm, &request.handle), "MPI_Ibcast")
-        try wait(&request)
+        let lengthMemory = CollectiveMemory()
+        let length = lengthMemory.holding(Int64(bytes.count))
+        try lengthMemory.run("MPI_Ibcast", post: { MPI_Ibcast(length, 8, cmpi_byte(), root, comm, &$0) }, wait: wait)
         let n = Int(length.pointee)
         guard n >= 0, n <= Int(Int32.max) else { throw KVFailure(.internal, "broadcast of \(n) bytes") }
-        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(n, 1), alignment: 8)
-        defer { buffer.deallocate() }
-        if rank == root { bytes.withUnsafeBytes { if n > 0 { buffer.copyMemory(from: $0.baseAddress!, byteCount: n) } } }
-        request = MPIRequest(cmpi_request_null())
-        try mpiCheck(MPI_Ibcast(buffer, Int32(n), cmpi_byte(), root, comm, &request.handle), "MPI_Ibcast")
-        try wait(&request)
-        return Array(UnsafeRawBufferPointer(start: buffer, count: n))
+        let memory = CollectiveMemory()
+        let buffer = memory.allocate(UInt8.self, count: n)
+        if rank == root { bytes.withUnsafeBytes { if n > 0 { UnsafeMutableRawPointer(buffer).copyMemory(from: $0.baseAddress!, byteCount: n) } } }
+        try memory.run("MPI_Ibcast", post: { MPI_Ibcast(buffer, Int32(n), cmpi_byte(), root, comm, &$0) }, wait: wait)
+        return Array(UnsafeBufferPointer(start: buffer, count: n))
     }
 
     /// The element-wise sum over ranks of `values` (same length everywhere), completed by `wait`.
-    /// A wait that throws (a deadline, a view change) leaves the collective under way: its buffers
-    /// are then left to MPI, which may still write them, rather than freed (16 bytes a value).
     static func sum(_ values: [UInt64], comm: MPIComm, wait: (inout MPIRequest) throws -> Void) throws -> [UInt64] {
         let n = values.count
-        let send = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
-        let receive = UnsafeMutablePointer<UInt64>.allocate(capacity: max(n, 1))
-        var started = false
-        defer { if !started { send.deallocate(); receive.deallocate() } }
+        let memory = CollectiveMemory()
+        let send = memory.allocate(UInt64.self, count: n)
+        let receive = memory.allocate(UInt64.self, count: n)
         for i in 0..<n { send[i] = values[i] }
-        var request = MPIRequest(cmpi_request_null())
-        try mpiCheck(MPI_Iallreduce(send, receive, Int32(n), cmpi_uint64(), cmpi_op_sum(), comm, &request.handle), "MPI_Iallreduce")
-        started = true
-        try wait(&request)
-        defer { send.deallocate(); receive.deallocate() }
+        try memory.run("MPI_Iallreduce", post: {
+            MPI_Iallreduce(send, receive, Int32(n), cmpi_uint64(), cmpi_op_sum(), comm, &$0)
+        }, wait: wait)
         return Array(UnsafeBufferPointer(start: receive, count: n))
     }
 
