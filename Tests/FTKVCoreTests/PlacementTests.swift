@@ -170,6 +170,32 @@ struct PlacementTests {
     }
 }
 
+@Suite("Placement lookup")
+struct PlacementLookupTests {
+    /// The first point at or after `hash`, wrapping: the definition, by binary search.
+    static func reference(_ points: [UInt64], _ hash: UInt64) -> Int {
+        var lo = 0, hi = points.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if points[mid] < hash { lo = mid + 1 } else { hi = mid }
+        }
+        return lo == points.count ? 0 : lo
+    }
+
+    @Test("the bucket table finds the segment a binary search finds", arguments: [1, 2, 3, 4, 7, 64, 513])
+    func bucketsMatchBinarySearch(n: Int) {
+        for (name, view) in sampleViews(n: n).prefix(2) {
+            let p = Placement(view: view, replicas: 2)
+            var hashes = sampleHashes(200_000, seed: UInt64(n))
+            for q in p.points { hashes += [q, q &- 1, q &+ 1] } // on, just before and after every point
+            for h in hashes where p.segment(h) != Self.reference(p.points, h) {
+                Issue.record("\(name): hash \(h) in segment \(p.segment(h)), expected \(Self.reference(p.points, h))")
+                return
+            }
+        }
+    }
+}
+
 @Suite("Placement shares")
 struct PlacementShareTests {
     @Test func sharesCoverTheHashSpaceOnce() {

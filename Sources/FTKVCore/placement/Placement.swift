@@ -1,13 +1,19 @@
 /// Key -> replica set, the same on every rank: a consistent-hash ring of virtual points per member
 /// (so a view change moves only the keys of the members that changed), replicas on the next
 /// members in ring order, preferring members on nodes not used yet, so losing a node loses at most
-/// one copy while there are at least r nodes. Replica sets are precomputed per ring segment, so a
-/// lookup is one binary search.
+/// one copy while there are at least r nodes. Replica sets are precomputed per ring segment, and
+/// a table of hash-space buckets says where each bucket's segments start, so a lookup reads one
+/// bucket entry and steps over the point or two inside it.
 public struct Placement: Sendable {
     public let view: View
     public let replicas: Int
-    private let points: [UInt64]      // sorted ring positions
+    let points: [UInt64]              // sorted ring positions
     private let sets: [Int32]         // points.count * replicas ranks, primary first
+    /// bucketStart[b]: the first point at or after b << bucketShift (points.count if none). A
+    /// binary search over the points took about 9 unpredictable branches, most of the placement
+    /// cost of a local get (perf, docs/benchmarks.md).
+    private let bucketStart: [UInt32]
+    private let bucketShift: UInt64
 
     public init(view: View, replicas requested: Int) {
         self.view = view
@@ -26,6 +32,18 @@ public struct Placement: Sendable {
         }
         ring.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
         points = ring.map { $0.0 }
+        // About two buckets per point, so most buckets hold none or one.
+        var bucketBits = 1
+        while bucketBits < 20 && (1 << bucketBits) < 2 * points.count { bucketBits += 1 }
+        bucketShift = UInt64(64 - bucketBits)
+        var starts = [UInt32](repeating: 0, count: 1 << bucketBits)
+        var next = 0
+        for b in starts.indices {
+            let lowest = UInt64(b) << (64 - UInt64(bucketBits))
+            while next < points.count && points[next] < lowest { next += 1 }
+            starts[b] = UInt32(next)
+        }
+        bucketStart = starts
         let wantNodes = min(replicas, view.nodeCount)
         var sets: [Int32] = []
         sets.reserveCapacity(ring.count * replicas)
@@ -54,16 +72,13 @@ public struct Placement: Sendable {
         self.sets = sets
     }
 
-    /// The ring segment a key hash falls in: the first point at or after it, wrapping.
+    /// The ring segment a key hash falls in: the first point at or after it, wrapping. Every
+    /// point before its bucket's start is below the bucket, so below the hash.
     @inline(__always)
-    private func segment(_ hash: UInt64) -> Int {
-        var lo = 0
-        var hi = points.count
-        while lo < hi {
-            let mid = (lo + hi) >> 1
-            if points[mid] < hash { lo = mid + 1 } else { hi = mid }
-        }
-        return lo == points.count ? 0 : lo
+    func segment(_ hash: UInt64) -> Int {
+        var i = Int(bucketStart[Int(truncatingIfNeeded: hash >> bucketShift)])
+        while i < points.count && points[i] < hash { i += 1 }
+        return i == points.count ? 0 : i
     }
 
     /// Calls body with the replica ranks of a key hash, primary first.
