@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "FTKV", dependencies: ["FTKVCore", "CMPI"]),
         .target(
             name: "FTKVCABI",
-            dependencies: ["FTKVCore", "CFTKV", "CMPI"],
+            dependencies: ["FTKVCore", "CFTKV", "CMPI", "CPlatform"],
             exclude: ["exports.map"],
             linkerSettings: [
                 // Export exactly the kv_* symbols of include/ftkv.h, nothing of Swift's.

@@ -59,3 +59,48 @@ uint32_t cplatform_crc32c(uint32_t crc, const void *buf, size_t len) {
 #endif
     return ~crc32c_soft(c, buf, len);
 }
+
+/* ---- per-thread kv_store handle cache (see cplatform.h) ---- */
+static uint64_t handle_changes; /* read and written with __atomic builtins */
+struct handle_cache { const void *kv; void *object; uint64_t changes; };
+static _Thread_local struct handle_cache handle_cache;
+static void (*handle_release)(void *object);
+static pthread_key_t handle_cache_key;
+static pthread_once_t handle_cache_key_once = PTHREAD_ONCE_INIT;
+
+uint64_t cplatform_handles_changes(void) { return __atomic_load_n(&handle_changes, __ATOMIC_ACQUIRE); }
+void cplatform_handles_changed(void) { __atomic_fetch_add(&handle_changes, 1, __ATOMIC_ACQ_REL); }
+
+void *cplatform_handle_cached(const void *kv, uint64_t changes)
+{
+    struct handle_cache *c = &handle_cache;
+    return c->kv == kv && c->changes == changes ? c->object : NULL;
+}
+
+/* Runs when a thread that cached a handle exits: drops the cache's reference. */
+static void handle_cache_thread_exit(void *value)
+{
+    struct handle_cache *c = value;
+    void *object = c->object;
+    c->kv = NULL;
+    c->object = NULL;
+    if (object != NULL && handle_release != NULL) handle_release(object);
+}
+
+static void handle_cache_make_key(void) { pthread_key_create(&handle_cache_key, handle_cache_thread_exit); }
+
+void *cplatform_handle_cache(const void *kv, void *object, uint64_t changes)
+{
+    struct handle_cache *c = &handle_cache;
+    void *old = c->object;
+    if (old == NULL) { /* first use on this thread: have its exit drop the reference */
+        pthread_once(&handle_cache_key_once, handle_cache_make_key);
+        pthread_setspecific(handle_cache_key, c);
+    }
+    c->kv = kv;
+    c->object = object;
+    c->changes = changes;
+    return old;
+}
+
+void cplatform_handle_cache_set_release(void (*release)(void *object)) { handle_release = release; }

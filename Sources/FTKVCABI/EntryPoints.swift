@@ -10,20 +10,25 @@ import Glibc
 /// Runs `body` on the store behind `kv`, mapping failures to codes and kv_errmsg text.
 @inline(__always)
 private func withStore(_ kv: OpaquePointer?, _ body: (KeyValueStore) throws -> Int32) -> Int32 {
-    guard let kv, let handle = Handles.lookup(kv) else {
+    let result = kv.flatMap { kv in
+        Handles.withStore(kv) { store -> Int32 in
+            do {
+                return try body(store)
+            } catch let failure as KVFailure {
+                ErrorText.set(kv, failure.message)
+                return failure.code.rawValue
+            } catch {
+                ErrorText.set(kv, "unexpected error: \(error)")
+                return KVCode.internal.rawValue
+            }
+        }
+    }
+    guard let result else {
         let what = kv == nil ? "the kv_store handle is NULL" : "the kv_store handle is not open (closed, or never returned by kv_open)"
         ErrorText.setGlobal(what)
         return KVCode.misuse.rawValue
     }
-    do {
-        return try body(handle.store)
-    } catch let failure as KVFailure {
-        ErrorText.set(kv, failure.message)
-        return failure.code.rawValue
-    } catch {
-        ErrorText.set(kv, "unexpected error: \(error)")
-        return KVCode.internal.rawValue
-    }
+    return result
 }
 
 /// Runs a call that has no (more) handle to report on: failures go to kv_errmsg(NULL).
@@ -122,6 +127,7 @@ public func kv_close(_ kv: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
         ErrorText.setGlobal("kv_close: the kv_store handle is not open (closed twice?)")
         return KVCode.misuse.rawValue
     }
+    Handles.forgetCached()
     return reportingGlobally("kv_close") {
         try handle.store.close()
         return KVCode.ok.rawValue

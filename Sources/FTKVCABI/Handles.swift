@@ -1,3 +1,4 @@
+import CPlatform
 import FTKVCore
 import Glibc
 
@@ -20,7 +21,9 @@ enum Handles {
     private static let slotBits: UInt = 24
 
     static func insert(_ store: KeyValueStore) -> OpaquePointer? {
-        lock.withLock {
+        _ = threadExitRelease
+        return lock.withLock {
+            defer { cplatform_handles_changed() }
             let slot: Int
             if let reused = freeSlots.popLast() {
                 slot = reused
@@ -51,9 +54,40 @@ enum Handles {
         lock.withLock { decode(kv).flatMap { slots[$0] } }
     }
 
+    /// Runs `body` with the store behind `kv`, or returns nil if `kv` is not an open handle.
+    /// Each thread keeps its last handle (cplatform_handle_cache): while no store was opened or
+    /// closed since, a call on it skips the registry's lock, its lazy globals and the object's
+    /// reference counting, which were a fifth of a cached local get (perf, docs/benchmarks.md).
+    /// The cache holds a reference, so the object outlives a kv_close on another thread; the
+    /// closed store then answers KV_EMISUSE, as a call that looked it up just before the close
+    /// did, and kv_close has released its memory (Engine.close).
+    static func withStore<R>(_ kv: OpaquePointer, _ body: (KeyValueStore) throws -> R) rethrows -> R? {
+        let key = UnsafeRawPointer(kv)
+        let changes = cplatform_handles_changes()
+        if let cached = cplatform_handle_cached(key, changes) {
+            return try Unmanaged<Handle>.fromOpaque(cached)._withUnsafeGuaranteedRef { try body($0.store) }
+        }
+        guard let handle = lookup(kv) else { return nil }
+        if let replaced = cplatform_handle_cache(key, Unmanaged.passRetained(handle).toOpaque(), changes) {
+            Unmanaged<Handle>.fromOpaque(replaced).release()
+        }
+        return try body(handle.store)
+    }
+
+    /// Drops this thread's cached handle (kv_close: the closing thread lets the store go now).
+    static func forgetCached() {
+        if let replaced = cplatform_handle_cache(nil, nil, 0) { Unmanaged<Handle>.fromOpaque(replaced).release() }
+    }
+
+    /// A thread that exits drops its cached handle's reference; installed before the first handle.
+    private static let threadExitRelease: Void = cplatform_handle_cache_set_release { object in
+        if let object { Unmanaged<Handle>.fromOpaque(object).release() }
+    }
+
     static func remove(_ kv: OpaquePointer?) -> Handle? {
         lock.withLock {
             guard let slot = decode(kv) else { return nil }
+            cplatform_handles_changed()
             let handle = slots[slot]
             slots[slot] = nil
             freeSlots.append(slot)

@@ -191,6 +191,7 @@ extension Engine {
             throw KVFailure(.misuse, "store '\(name)' is already closed")
         case .finalized:
             state = .closed
+            releaseTables()
             lock.unlock()
             flusher?.finish()
             remover?.finish()
@@ -245,9 +246,18 @@ extension Engine {
             creationComm = nil
         }
         state = .closed
+        releaseTables()
         lock.unlock()
         Lifecycle.unregister(self)
         if let failure { throw failure }
+    }
+
+    /// A closed store's records go at once, not when the last reference to the engine does (a
+    /// thread's handle cache may hold one until that thread's next call). Lock held.
+    func releaseTables() {
+        store.removeAllReleasingMemory()
+        pending.removeAllReleasingMemory()
+        shipping = nil
     }
 }
 

@@ -83,6 +83,20 @@ extension RecordTable {
         }
     }
 
+    /// Empties the table and gives back its memory but a minimal index (kv_close: a closed store
+    /// may outlive the call, held by a thread's handle cache, so its records must not).
+    public func removeAllReleasingMemory() {
+        removeAll()
+        LargeMemory.release(arena, bytes: arenaCapacity)
+        arena = nil
+        arenaCapacity = 0
+        if slotCount > RecordTable.initialSlots, let small = RecordTable.allocateSlots(RecordTable.initialSlots, hugePages: hugePages) {
+            RecordTable.releaseSlots(slots, slotCount)
+            slots = small
+            slotCount = RecordTable.initialSlots
+        }
+    }
+
     /// Copies live records to a fresh arena once garbage is most of the arena.
     func compactIfWorthIt() throws {
         guard arenaUsed > 1 << 20, garbageBytes * 2 > arenaUsed else { return }
