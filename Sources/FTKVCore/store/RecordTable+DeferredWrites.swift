@@ -23,9 +23,15 @@ extension RecordTable {
     }
 
     /// Indexes the deferred writes, oldest first; a write of a key already present replaces its
-    /// record as `upsert` does. Cannot fail: `appendDeferred` made room in the index.
+    /// record as `upsert` does. Cannot fail: `appendDeferred` made room in the index. The check
+    /// is inlined (every find and get makes it; there is rarely anything to index).
+    @inline(__always)
     func indexDeferred() {
-        guard deferredCount > 0 else { return }
+        if deferredCount > 0 { indexDeferredWrites() }
+    }
+
+    @inline(never)
+    private func indexDeferredWrites() {
         let count = deferredCount
         deferredCount = 0
         for i in 0..<count {
