@@ -280,8 +280,9 @@ online_recovery() {
     local bin="$OUT/online" ok=1
     mpicc -std=gnu99 -O1 -g -Wall -Wextra tests/kill/online.c -o "$bin" \
         -I"$STAGE/include" -L"$STAGE/lib" -Wl,-rpath,"$STAGE/lib" -lftkv || return 1
-    # Enough steps that a kill within the delay lands mid-workload (a release build runs about
-    # 100 steps a second on 4 ranks here, 30 on 8).
+    # The kill lands mid-workload: online.sh paces the steps so they last twice the longest
+    # delay (ONLINE_STEP_MS), and fails a run whose failure no step saw. Unpaced, 200 steps took
+    # under half a second on 4 ranks here (2026-12-02), and most kills came after the workload.
     ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 0 2 1200 || ok=0
     # This one also commits after the view change and restarts that version on 3 ranks.
     ONLINE_COMMIT=1 ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 2 2 1200 || ok=0

@@ -10,6 +10,8 @@
  *  - kv_fence, retried after KV_EPROCFAILED (the documented protocol);
  *  - reads the step's keys of the next rank, byte for byte (the victim's only while they are known
  *    to be acknowledged);
+ *  - sleeps ONLINE_STEP_MS (default 0), so that the workload lasts long enough for the kill to
+ *    land in it however fast the machine (online.sh sets it from the kill delay);
  * With ONLINE_COMMIT=1 the survivors then kv_commit what the shrunk store holds (with the record
  * of what was acknowledged), and online.sh restarts it on another number of ranks
  * (ONLINE_VERIFY=1), which checks all of it again: a commit after a view change restarts right.
@@ -184,6 +186,7 @@ int main(int argc, char **argv) {
     }
     stopped_mode = (int)env_long("ONLINE_STOPPED", 0);
     int steps = (int)env_long("ONLINE_STEPS", 40);
+    long step_ms = env_long("ONLINE_STEP_MS", 0);
     int replicas = (int)env_long("ONLINE_REPLICAS", 2);
     const char *dir = getenv("ONLINE_DIR");
     if (size < 3 || nvictims < 1 || nvictims >= size || steps < 3 || steps > MAX_STEPS || !dir) {
@@ -254,6 +257,10 @@ int main(int argc, char **argv) {
                 snprintf(key, sizeof key, "s%d/r%d/%d", s, w, i);
                 expect_value(kv, key, s, w, i);
             }
+        }
+        if (step_ms > 0) {
+            struct timespec step_pause = {step_ms / 1000, (step_ms % 1000) * 1000000L};
+            nanosleep(&step_pause, NULL);
         }
         if (victims[rank] && s == steps - 1) {
             printf("online: rank %d finished its steps and waits to be killed or stopped\n", rank);

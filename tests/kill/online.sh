@@ -13,6 +13,9 @@
 # test fault (FTKV_TEST_FAULT) during the view change that follows the kill: as the coordinator
 # after telling one survivor its decision, or in the middle of re-replication. It counts as a
 # victim for the program and must print the fault's line.
+# Each step sleeps ONLINE_STEP_MS (default: enough that the steps last twice MAX_DELAY_MS), so the
+# kill lands inside the workload on any machine; a run whose first failure no step saw (the
+# survivors had finished) fails, unless ONLINE_LATE_OK=1.
 # Prints one summary line: "online: N ranks, victim V killed after D ms: PASS|FAIL ...".
 set -u
 bin="$1" n="$2" victim="$3" replicas="${4:-2}" max_delay="${5:-1500}"
@@ -21,6 +24,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 dir="$(mktemp -d)"
 out="$dir/out"
 delay="${DELAY_MS:-$(( (RANDOM * 32768 + RANDOM) % (max_delay + 1) ))}"
+steps="${ONLINE_STEPS:-40}"
+step_ms="${ONLINE_STEP_MS:-$(( (2 * max_delay + steps - 1) / steps ))}"
 
 # Open MPI 4.1's MPI_Finalize runtime barrier can hang on a dead member: skipped (see run-all.sh).
 stopped="${STOPPED:-0}"
@@ -35,8 +40,8 @@ if [ -n "${FAULT:-}" ]; then
     all_victims="$victim,$FAULT_RANK"
 fi
 OMPI_MCA_async_mpi_finalize=1 ONLINE_VICTIM="$all_victims" ONLINE_REPLICAS="$replicas" ONLINE_DIR="$dir" ONLINE_STOPPED="$stopped" \
-    ONLINE_RANKS_PER_NODE="${ONLINE_RANKS_PER_NODE:-0}" ONLINE_STEPS="${ONLINE_STEPS:-40}" \
-    ftkv_mpirun "$n" "${JOB_TIMEOUT:-120}" --enable-recovery -x ONLINE_VICTIM -x ONLINE_REPLICAS -x ONLINE_DIR -x ONLINE_STEPS \
+    ONLINE_RANKS_PER_NODE="${ONLINE_RANKS_PER_NODE:-0}" ONLINE_STEPS="$steps" ONLINE_STEP_MS="$step_ms" \
+    ftkv_mpirun "$n" "${JOB_TIMEOUT:-120}" --enable-recovery -x ONLINE_VICTIM -x ONLINE_REPLICAS -x ONLINE_DIR -x ONLINE_STEPS -x ONLINE_STEP_MS \
     -x ONLINE_STOPPED -x ONLINE_RANKS_PER_NODE -x ONLINE_COMMIT -x FTKV_DIR "${fault_args[@]}" \
     "$bin" >"$out" 2>&1 &
 job=$!
@@ -107,6 +112,11 @@ while is_victim "$first_survivor" || { [ -n "${FAULT:-}" ] && [ "$first_survivor
     first_survivor=$((first_survivor + 1))
 done
 summary="$(grep -m1 "^online: rank $first_survivor view change" "$out" | sed 's/^online: //')"
+seen_at="$(sed -n 's/.*view change reported during step \(-\{0,1\}[0-9]*\).*/\1/p' <<<"$summary")"
+if [ "${ONLINE_LATE_OK:-0}" != 1 ] && [ "${seen_at:--1}" -lt 0 ]; then
+    ok=0
+    why+=" no step saw the failure (the survivors had finished their $steps steps): the run did not test recovery under load;"
+fi
 [ "$ONLINE_COMMIT" = 1 ] && summary+="; $(grep -m1 '^online: verify:' "$out" | sed 's/^online: //')"
 if [ "$ok" -eq 1 ]; then
     echo "online: $n ranks, $replicas copies, victim $victim $how after $delay ms: PASS ($summary)"
