@@ -177,7 +177,16 @@ public final class Engine: @unchecked Sendable {
     // MARK: checks
 
     /// Throws unless calls may proceed. Call with the lock held.
+    @inline(__always)
     func checkUsable() throws {
+        // Every call makes this check: the usual answer without a call.
+        if case .open = state, failedRanks.isEmpty, decidedExclusion == nil, installer == nil,
+           pendingViewChangeReport == nil { return }
+        try checkUsableSlowly()
+    }
+
+    @inline(never)
+    private func checkUsableSlowly() throws {
         switch state {
         case .open:
             // A failure is being recovered from: wait for the new view (the wait reports it),
@@ -297,8 +306,9 @@ public final class Engine: @unchecked Sendable {
         defer { lock.unlock() }
         try checkUsable()
         serveWaitingRequests()
-        // Own writes first: this interval's, then those a fence on another thread is shipping.
-        if let mine = pending.find(key, hash: hash) ?? shipping?.find(key, hash: hash) {
+        // Own writes first: this interval's, then those a fence on another thread is shipping
+        // (a read after a fence finds neither, and skips both lookups).
+        if !pending.isEmpty || shipping != nil, let mine = pending.find(key, hash: hash) ?? shipping?.find(key, hash: hash) {
             return Engine.deliver(mine.isTombstone ? nil : mine.value, into: buffer)
         }
         var (isLocal, target) = placement.withReplicas(ofHash: hash) { ($0.contains(rank), liveReplica($0)) }

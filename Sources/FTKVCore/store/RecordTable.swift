@@ -54,6 +54,8 @@ public final class RecordTable {
 
     /// Keys present (tombstones included).
     public var count: Int { indexDeferred(); return tally.count }
+    /// Nothing held, not even writes waiting to be indexed: a lookup need not probe.
+    public var isEmpty: Bool { tally.count == 0 && deferredCount == 0 }
     /// Keys whose latest record is a value.
     public var liveCount: Int { indexDeferred(); return tally.liveCount }
     /// Key and value bytes of the live records.
