@@ -76,17 +76,7 @@ static void *helper(void *arg)
     return NULL;
 }
 
-static long rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    if (f == NULL) return -1;
-    char line[256];
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) kb = strtol(line + 6, NULL, 10);
-    fclose(f);
-    return kb;
-}
+static long rss_kb(void) { return t_proc_kb("/proc/self/status", "VmRSS:"); }
 
 int main(int argc, char **argv)
 {

@@ -302,6 +302,21 @@ static inline int t_verify(const char *file, int line, kv_store *kv, const void 
 #define VERIFY(kv, key, keylen, expected, explen, scratch)                                   \
     t_verify(__FILE__, __LINE__, (kv), (key), (keylen), (expected), (explen), (scratch))
 
+/* A "Field:   123 kB" line of a /proc file (/proc/self/status, /proc/self/smaps_rollup), in kB;
+ * -1 if the file or the field is missing. `field` includes the colon. */
+static inline long t_proc_kb(const char *path, const char *field)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0) kb = strtol(line + n, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
 static inline double t_now(void)
 {
     struct timespec ts;

@@ -19,17 +19,7 @@
 #define KEYS 24000
 #define VLEN 1000
 
-static long anon_huge_kb(void)
-{
-    FILE *f = fopen("/proc/self/smaps_rollup", "r");
-    if (f == NULL) return -1;
-    char line[256];
-    long kb = -1;
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "AnonHugePages:", 14) == 0) kb = strtol(line + 14, NULL, 10);
-    fclose(f);
-    return kb;
-}
+static long anon_huge_kb(void) { return t_proc_kb("/proc/self/smaps_rollup", "AnonHugePages:"); }
 
 static int thp_offered(void)
 {

@@ -12,16 +12,7 @@
 //@case 3 FTKV_REPLICAS=3 TEST_PAIRS=200000 timeout=300
 #include "common.h"
 
-static long rss_kb(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    while (f && fgets(line, sizeof line, f))
-        if (strncmp(line, "VmRSS:", 6) == 0) kb = strtol(line + 6, NULL, 10);
-    if (f) fclose(f);
-    return kb;
-}
+static long rss_kb(void) { return t_proc_kb("/proc/self/status", "VmRSS:"); }
 
 int main(int argc, char **argv)
 {
