@@ -71,8 +71,10 @@ struct RecoveryBench {
 
     func run() throws {
         let bandwidth = mpiBandwidth()
-        // Restored copies land in new table memory on their receivers: first touch bounds them.
-        let (touch, mapping) = firstTouch(bytes: 64 << 20)
+        // Restored copies land in new table memory on their receivers: first touch bounds them,
+        // on the pages the store's tables use (ftkv_huge_pages).
+        let hugePages = (try? StoreConfig.parse(given: options).hugePages.useHugePages) ?? true
+        let (touch, mapping) = firstTouch(bytes: 64 << 20, hugePages: hugePages)
         if let mapping { munmap(mapping, 64 << 20) }
         let store = try KVStore(name: "bench-recovery", options: options.merging(["ftkv_load": "none", "ftkv_replicas": "2"]) { a, _ in a })
         let value = [UInt8](repeating: UInt8(truncatingIfNeeded: rank &+ 1), count: valueBytes)
@@ -120,7 +122,7 @@ struct RecoveryBench {
             func mib(_ b: Double) -> String { Format.fixed(b / 1_048_576, 1) + " MiB" }
             print("ftkv bench-recovery: \(size) ranks, \(bytesPerRank >> 20) MiB of \(valueBytes >> 10) KiB values per rank, 2 copies; rank \(victim) SIGKILLed")
             print("  baseline: MPI bandwidth, 8 MiB messages between two ranks".padding(62) + Format.fixed(bandwidth / 1e9, 2) + " GB/s")
-            print("  baseline: first touch of fresh memory (64 MiB)".padding(62) + Format.fixed(touch, 2) + " GB/s")
+            print("  baseline: first touch of fresh memory (64 MiB, \(hugePages ? "huge" : "4 KiB") pages)".padding(62) + Format.fixed(touch, 2) + " GB/s")
             print("  the first fence, shipping \(bytesPerRank >> 20) MiB per rank to its other replica".padding(62)
                   + Format.fixed(fenceTime, 3) + " s = " + Format.fixed(Double(bytesPerRank) / fenceTime / 1e9, 2) + " GB/s per rank")
             print("  kill -> store usable again (slowest survivor)".padding(62) + Format.fixed(until, 3) + " s")
