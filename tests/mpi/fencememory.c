@@ -4,8 +4,8 @@
  *
  * Each rank writes the same keys (new values) in several rounds of about 12 MB, a fence each.
  * - From the third fence on, the page faults of the fence (getrusage, every thread of the process)
- *   must be well under the pages the rank's batches occupy (sent and received): before the
- *   buffers were pooled, every fence faulted in all of them again (one fault per 4 KiB shipped).
+ *   must be under half the pages the rank's batches occupy: before the buffers were pooled, every
+ *   fence faulted in all of them again (one fault per 4 KiB shipped, and received).
  * - After every later fence, KV_STAT_TABLE_BYTES (records and indexes) is what it was after the
  *   first: the second fence used to size the store's index for as many new keys as were written
  *   (none were new) and moved it into one twice as big.
@@ -60,8 +60,11 @@ int main(int argc, char **argv)
         if (copies == t_size) /* every rank holds every key */
             CHECK(STAT(kv, KV_STAT_LOCAL_KEYS) == (uint64_t)KEYS * (uint64_t)copies, "fence %d: KV_STAT_LOCAL_KEYS %llu, expected %llu",
               round, (unsigned long long)STAT(kv, KV_STAT_LOCAL_KEYS), (unsigned long long)KEYS * copies);
+        /* Without reuse a fence faults in at least every page it ships (3,524-7,055 faults were
+         * measured). With it, a later fence may still add one 4 MiB buffer (1,024 pages) to the
+         * pool when more batches happen to be in flight at once than before (seen once: 1,032). */
         if (round >= 2)
-            CHECK(during < shipped_pages / 4, "fence %d faulted %ld pages for %.0f pages of batches: buffers not reused",
+            CHECK(during < shipped_pages / 2, "fence %d faulted %ld pages for %.0f pages of batches: buffers not reused",
                   round, during, shipped_pages);
         t_phase("read back");
         for (int r = 0; r < t_size; r++)
