@@ -255,8 +255,8 @@ extension Engine {
     /// A closed store's records go at once, not when the last reference to the engine does (a
     /// thread's handle cache may hold one until that thread's next call). Lock held.
     func releaseTables() {
-        store.removeAllReleasingMemory()
-        pending.removeAllReleasingMemory()
+        store.removeAll(releasingMemory: true)
+        pending.removeAll(releasingMemory: true)
         shipping = nil
     }
 }

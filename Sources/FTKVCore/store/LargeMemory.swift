@@ -22,7 +22,8 @@ enum LargeMemory {
     /// On this VM a 4 KiB fault costs a steady 1.8 us (2.2 GB/s); a huge page 6-8 GB/s when the
     /// kernel has free ones from a process that just ended, 0.4 GB/s when it has not (after a
     /// while, or after a job that used small pages), docs/benchmarks.md. So only tables that
-    /// serve many random reads (the store) ask for them, not the pending writes.
+    /// serve many random reads (the store) ask for them, not the pending writes, and the store only
+    /// where ftkv_huge_pages (HugePagePolicy) says so.
     static func allocate(_ bytes: Int, zeroed: Bool, hugePages: Bool) -> UnsafeMutableRawPointer? {
         let size = roundedSize(bytes)
         guard isMapped(size) else { return zeroed ? calloc(1, size) : malloc(size) }

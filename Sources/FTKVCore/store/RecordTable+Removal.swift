@@ -58,8 +58,10 @@ extension RecordTable {
 
     /// Forgets every record. Keeps its allocations up to 256 MiB of arena and 2^21 slots
     /// (32 MiB), so a checkpoint loop that writes similar data every interval does not regrow the
-    /// pending table after each fence; larger ones are released.
-    public func removeAll() {
+    /// pending table after each fence; larger ones are released. `releasingMemory` gives back all
+    /// but a minimal index (kv_close: a closed store may outlive the call, held by a thread's
+    /// handle cache, so its records must not).
+    public func removeAll(releasingMemory: Bool = false) {
         deferredCount = 0 // their records go with the arena's
         tally.mutations &+= 1
         tally.changedRecords = 0
@@ -69,31 +71,17 @@ extension RecordTable {
         tally.liveBytes = 0
         arenaUsed = 0
         garbageBytes = 0
-        if arenaCapacity > 256 << 20 {
+        if arenaCapacity > (releasingMemory ? 0 : 256 << 20) {
             LargeMemory.release(arena, bytes: arenaCapacity)
             arena = nil
             arenaCapacity = 0
         }
-        if slotCount > 1 << 21, let small = RecordTable.allocateSlots(RecordTable.initialSlots, hugePages: hugePages) {
+        if slotCount > (releasingMemory ? RecordTable.initialSlots : 1 << 21), let small = RecordTable.allocateSlots(RecordTable.initialSlots, hugePages: hugePages) {
             RecordTable.releaseSlots(slots, slotCount)
             slots = small
             slotCount = RecordTable.initialSlots
         } else {
             memset(slots, 0, slotCount * MemoryLayout<Slot>.stride)
-        }
-    }
-
-    /// Empties the table and gives back its memory but a minimal index (kv_close: a closed store
-    /// may outlive the call, held by a thread's handle cache, so its records must not).
-    public func removeAllReleasingMemory() {
-        removeAll()
-        LargeMemory.release(arena, bytes: arenaCapacity)
-        arena = nil
-        arenaCapacity = 0
-        if slotCount > RecordTable.initialSlots, let small = RecordTable.allocateSlots(RecordTable.initialSlots, hugePages: hugePages) {
-            RecordTable.releaseSlots(slots, slotCount)
-            slots = small
-            slotCount = RecordTable.initialSlots
         }
     }
 

@@ -56,8 +56,8 @@ enum Collectives {
     /// A private duplicate of `comm` (MPI_Comm_idup, waited for with a deadline) that returns
     /// errors instead of aborting.
     static func duplicate(_ comm: MPIComm, timeout: Double) throws -> MPIComm {
-        // MPI writes the new handle when the duplication completes: into memory it keeps if
-        // the wait gives up (CollectiveMemory), not into this frame.
+        // The standard lets MPI write the new handle as late as completion (Open MPI 4.1 writes
+        // it when posting): into memory kept if the wait gives up (CollectiveMemory).
         let memory = CollectiveMemory()
         let handle = memory.holding(cmpi_comm_null())
         // The gate covers the whole duplication: it progresses inside the MPI_Test calls.
@@ -224,11 +224,20 @@ enum Collectives {
         return flag != 0
     }
 
-    /// Completes a nonblocking operation with a deadline, polling with backoff (see `wait`).
-    /// `restMicros`: the sleep once idle for long (a wait that may last hours, like a server's
-    /// acceptors between clients, wakes rarely).
+    /// Completes a nonblocking operation outside any store's wait loop (kv_open, a client job's
+    /// collectives): polls with a deadline and backoff, serving the process's open stores
+    /// meanwhile (Lifecycle.serveWhileWaitingOnCollective). `restMicros`: the sleep once idle for
+    /// long (a wait that may last hours, like a server's acceptors between clients, wakes rarely).
     static func complete(_ request: inout MPIRequest, seconds: Double, what: String, restMicros: Int? = nil) throws {
-        try wait(&request.handle, seconds: seconds, what: what, restMicros: restMicros)
+        var r = request
+        var backoff = Backoff(restMicros: restMicros)
+        try Polling.until(seconds: seconds, pause: { _ in backoff.pause() }, {
+            if try test(&r, what: what) { return .done }
+            return Lifecycle.serveWhileWaitingOnCollective() ? .active : .idle
+        }) {
+            KVFailure(.timedOut, "\(what) did not complete within \(seconds) s: are all ranks making the call?")
+        }
+        request = r
     }
 
     /// The same, giving up (KVFailure(.procFailed), the request left behind: a collective cannot
@@ -242,21 +251,6 @@ enum Collectives {
             return .idle
         }) { KVFailure(.timedOut, what) }
         request = r
-    }
-
-    /// Completes a nonblocking collective outside any store's wait loop (kv_open, a client job's
-    /// collectives): polls with a deadline and backoff, serving the process's open stores
-    /// meanwhile (Lifecycle.serveWhileWaitingOnCollective).
-    private static func wait(_ request: inout MPI_Request?, seconds: Double, what: String, restMicros: Int? = nil) throws {
-        var r = MPIRequest(request)
-        var backoff = Backoff(restMicros: restMicros)
-        try Polling.until(seconds: seconds, pause: { _ in backoff.pause() }, {
-            if try test(&r, what: what) { return .done }
-            return Lifecycle.serveWhileWaitingOnCollective() ? .active : .idle
-        }) {
-            KVFailure(.timedOut, "\(what) did not complete within \(seconds) s: are all ranks making the call?")
-        }
-        request = r.handle
     }
 
     /// Ends the whole job (ftkv_on_failure=abort). Never returns. (Under `mpirun
