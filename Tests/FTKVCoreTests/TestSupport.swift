@@ -59,7 +59,7 @@ extension RecordTable {
         -> (records: [[UInt8]: Got], visits: Int, wrongHashes: Int) {
         var records: [[UInt8]: Got] = [:]
         var visits = 0, wrong = 0
-        forEachInWriteOrder(hash: { hashOf(Array($0)) }) { rec in
+        forEachInWriteOrder { rec in
             let k = Array(rec.key)
             visits += 1
             if rec.hash != hashOf(k) { wrong += 1 }

@@ -98,7 +98,7 @@ extension Engine {
         guard writes.count > 0 else { return nil }
         let arriving = writtenByAll / max(Int(transport.commSize), 1) * placement.replicas
         return try flush(count: writes.count, recordsStayValid: true, arriving: arriving) { body in
-            try writes.forEachInWriteOrder(hash: { StableHash.hash($0) }, body)
+            try writes.forEachInWriteOrder(body)
         }
     }
 

@@ -40,10 +40,10 @@ extension RecordTable {
             let key = UnsafeRawBufferPointer(start: arena.unsafelyUnwrapped + d.offset + RecordTable.headerSize, count: h.keyLen)
             let (slot, found) = probe(key, hash: d.hash)
             if found {
-                let oldOffset = slots[slot].offsetPlusOne - 1
+                let oldOffset = slots[slot].offset
                 let old = header(atOffset: oldOffset)
                 retire(atOffset: oldOffset, old)
-                slots[slot].offsetPlusOne = d.offset + 1
+                slots[slot].setOffset(d.offset)
                 countReplaced(old)
             } else {
                 insert(inSlot: slot, hash: d.hash, offset: d.offset)

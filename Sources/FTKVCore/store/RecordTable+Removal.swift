@@ -12,8 +12,8 @@ extension RecordTable {
     public func reclaimTombstones(through fence: UInt64) -> Int {
         indexDeferred()
         guard tally.count > tally.liveCount else { return 0 }
-        guard let removed = try? removeRecords(where: { slot in
-            let h = header(atOffset: slot.offsetPlusOne - 1)
+        guard let removed = try? removeRecords(where: { offset, _ in
+            let h = header(atOffset: offset)
             return h.tombstone && h.stamp.fence <= fence
         }) else { return 0 }
         if removed.changed > 0 { changesForgotten = true }
@@ -26,7 +26,7 @@ extension RecordTable {
     @discardableResult
     public func drop(where unwanted: (UInt64) -> Bool) throws -> Int {
         indexDeferred()
-        let removed = try removeRecords { unwanted($0.hash) }
+        let removed = try removeRecords { _, hash in unwanted(hash) }
         guard removed.count > 0 else { return 0 }
         // Content changed, and the next commit must not describe it as a delta of the last one.
         changesForgotten = true
@@ -37,15 +37,15 @@ extension RecordTable {
     /// Rebuilds the index without the records `unwanted` accepts (their arena bytes become
     /// garbage) and keeps the counters true. Returns how many went, and how many of those were
     /// marked changed. Throws (nothing removed) when memory for the new index is short.
-    private func removeRecords(where unwanted: (Slot) -> Bool) throws -> (count: Int, changed: Int) {
+    private func removeRecords(where unwanted: (_ offset: Int, _ hash: UInt64) -> Bool) throws -> (count: Int, changed: Int) {
         var dropped = 0, live = 0, bytes = 0, changed = 0
-        try rehash(to: slotCount) { slot in
-            guard unwanted(slot) else { return true }
-            let h = header(atOffset: slot.offsetPlusOne - 1)
+        try rehash(to: slotCount) { offset, hash in
+            guard unwanted(offset, hash) else { return true }
+            let h = header(atOffset: offset)
             dropped += 1
             if !h.tombstone { live += 1; bytes += h.keyLen + h.valueLen }
             if h.changed { changed += 1 }
-            retire(atOffset: slot.offsetPlusOne - 1, h)
+            retire(atOffset: offset, h)
             return false
         }
         tally.count -= dropped
@@ -57,7 +57,7 @@ extension RecordTable {
     }
 
     /// Forgets every record. Keeps its allocations up to 256 MiB of arena and 2^21 slots
-    /// (32 MiB), so a checkpoint loop that writes similar data every interval does not regrow the
+    /// (16 MiB), so a checkpoint loop that writes similar data every interval does not regrow the
     /// pending table after each fence; larger ones are released. `releasingMemory` gives back all
     /// but a minimal index (kv_close: a closed store may outlive the call, held by a thread's
     /// handle cache, so its records must not).
@@ -94,12 +94,12 @@ extension RecordTable {
             return // compaction is an optimisation: keep the garbage rather than fail a write
         }
         var used = 0
-        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
-            let offset = slots[i].offsetPlusOne - 1
+        for i in 0..<slotCount where !slots[i].isEmpty {
+            let offset = slots[i].offset
             let h = header(atOffset: offset)
             let size = RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
             memcpy(fresh + used, arena.unsafelyUnwrapped + offset, size)
-            slots[i].offsetPlusOne = used + 1
+            slots[i].setOffset(used)
             used += size
         }
         LargeMemory.release(arena, bytes: arenaCapacity)

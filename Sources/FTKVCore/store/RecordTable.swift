@@ -28,9 +28,27 @@ public final class RecordTable {
     /// `forEachInWriteOrder`.
     static let garbageFlag: UInt32 = 4
 
+    /// An index entry in 8 bytes: a table larger than the caches keeps more of its index cached
+    /// (docs/benchmarks.md). Low 40 bits: the record's offset / 8 + 1, 0 for an empty slot
+    /// (records are 8-byte aligned, so the arena reaches 8 TiB); high 24 bits: the top of the
+    /// key's hash, which tells most other keys apart without reading their records. Where the
+    /// whole hash is needed again (rehash, iteration) it is recomputed from the key (`keyHash`).
     struct Slot {
-        var hash: UInt64
-        var offsetPlusOne: Int // 0 = empty
+        var bits: UInt64
+        static let offsetMask: UInt64 = (1 << 40) - 1
+        /// The arena size the offsets can address.
+        static let maxArenaBytes = Int(offsetMask - 1) << 3
+
+        @inline(__always) init(hash: UInt64, offset: Int) {
+            bits = (hash & ~Slot.offsetMask) | (UInt64(truncatingIfNeeded: offset >> 3) + 1)
+        }
+        @inline(__always) var isEmpty: Bool { bits == 0 }
+        @inline(__always) var offset: Int { Int(truncatingIfNeeded: (bits & Slot.offsetMask) &- 1) << 3 }
+        /// Whether the entry may be of a key with this hash (its top bits agree).
+        @inline(__always) func matches(_ hash: UInt64) -> Bool { (bits ^ hash) & ~Slot.offsetMask == 0 }
+        @inline(__always) mutating func setOffset(_ offset: Int) {
+            bits = (bits & ~Slot.offsetMask) | (UInt64(truncatingIfNeeded: offset >> 3) + 1)
+        }
     }
 
     // Internal (not private) for the extensions in RecordTable+*.swift; not the table's interface.
@@ -94,9 +112,13 @@ public final class RecordTable {
     /// many random reads (a store), no for write-once buffers (a writer's pending table).
     let hugePages: Bool
 
-    public init(hugePages: Bool = true) {
+    /// The hash every caller gives with a key (the index keeps only its top bits).
+    let keyHash: (UnsafeRawBufferPointer) -> UInt64
+
+    public init(hugePages: Bool = true, keyHash: @escaping (UnsafeRawBufferPointer) -> UInt64 = { StableHash.hash($0) }) {
         // 4 KiB: if even this fails, the process cannot create a Swift object either.
         self.hugePages = hugePages
+        self.keyHash = keyHash
         slotCount = RecordTable.initialSlots
         slots = RecordTable.allocateSlots(slotCount, hugePages: hugePages)!
         deferred = .allocate(capacity: RecordTable.deferredLimit)
@@ -128,22 +150,21 @@ public final class RecordTable {
         indexDeferred()
         guard tally.count > 0 else { return nil }
         let (slot, found) = probe(key, hash: hash)
-        return found ? view(atOffset: slots[slot].offsetPlusOne - 1, hash: hash) : nil
+        return found ? view(atOffset: slots[slot].offset, hash: hash) : nil
     }
 
     public func forEach(_ body: (RecordView) throws -> Void) rethrows {
         indexDeferred()
-        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
-            try body(view(atOffset: slots[i].offsetPlusOne - 1, hash: slots[i].hash))
+        for i in 0..<slotCount where !slots[i].isEmpty {
+            try body(view(atOffset: slots[i].offset))
         }
     }
 
     /// The same records in the order they were written (arena order), for one pass over many: a
     /// sequential walk the CPU prefetches, where `forEach` (index order) costs a cache miss per
     /// record on a table larger than the caches (most of a fence's own time). The arena does not
-    /// keep hashes: `hash` recomputes each (the function the writer used).
-    public func forEachInWriteOrder(hash: (UnsafeRawBufferPointer) -> UInt64,
-                                    _ body: (RecordView) throws -> Void) rethrows {
+    /// keep hashes: each is recomputed (`keyHash`).
+    public func forEachInWriteOrder(_ body: (RecordView) throws -> Void) rethrows {
         indexDeferred() // marks the records they replaced
         var offset = 0
         while offset < arenaUsed {
@@ -153,7 +174,7 @@ public final class RecordTable {
                 let keyStart = arena.unsafelyUnwrapped + offset + RecordTable.headerSize
                 let key = UnsafeRawBufferPointer(start: keyStart, count: h.keyLen)
                 try body(RecordView(key: key, value: UnsafeRawBufferPointer(start: keyStart + h.keyLen, count: h.valueLen),
-                                    stamp: h.stamp, isTombstone: h.tombstone, hash: hash(key)))
+                                    stamp: h.stamp, isTombstone: h.tombstone, hash: keyHash(key)))
             }
             offset += size
         }
@@ -169,25 +190,25 @@ public final class RecordTable {
     /// compare of an overwrite reads it.
     @inline(__always)
     func prefetchRecord(hash: UInt64) {
-        let offsetPlusOne = slots[Int(truncatingIfNeeded: hash) & (slotCount - 1)].offsetPlusOne
-        if offsetPlusOne != 0 { cplatform_prefetch(arena.unsafelyUnwrapped + (offsetPlusOne - 1)) }
+        let slot = slots[Int(truncatingIfNeeded: hash) & (slotCount - 1)]
+        if !slot.isEmpty { cplatform_prefetch(arena.unsafelyUnwrapped + slot.offset) }
     }
 
     /// The records (values and tombstones) written since the last `markAllUnchanged`.
     public func forEachChanged(_ body: (RecordView) throws -> Void) rethrows {
         indexDeferred()
-        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
-            let offset = slots[i].offsetPlusOne - 1
+        for i in 0..<slotCount where !slots[i].isEmpty {
+            let offset = slots[i].offset
             guard arena.unsafelyUnwrapped.load(fromByteOffset: offset + 28, as: UInt32.self) & RecordTable.changedFlag != 0 else { continue }
-            try body(view(atOffset: offset, hash: slots[i].hash))
+            try body(view(atOffset: offset))
         }
     }
 
     /// Forgets which records changed (after kv_commit wrote them).
     public func markAllUnchanged() {
         indexDeferred()
-        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 {
-            let p = arena.unsafelyUnwrapped + (slots[i].offsetPlusOne - 1) + 28
+        for i in 0..<slotCount where !slots[i].isEmpty {
+            let p = arena.unsafelyUnwrapped + slots[i].offset + 28
             p.storeBytes(of: p.load(as: UInt32.self) & ~RecordTable.changedFlag, as: UInt32.self)
         }
         tally.changedRecords = 0
@@ -205,7 +226,7 @@ public final class RecordTable {
         let valueCount = tombstone ? 0 : value.count
         let (slot, found) = probe(key, hash: hash)
         if found {
-            let offset = slots[slot].offsetPlusOne - 1
+            let offset = slots[slot].offset
             let old = header(atOffset: offset)
             if onlyIfNewer && !(stamp > old.stamp) { return false }
             if old.valueLen == valueCount {
@@ -214,7 +235,7 @@ public final class RecordTable {
                 // May throw (no memory): counters are only touched once the write has happened.
                 let newOffset = try append(key: key, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
                 retire(atOffset: offset, old)
-                slots[slot].offsetPlusOne = newOffset + 1
+                slots[slot].setOffset(newOffset)
             }
             countReplaced(old)
         } else {
@@ -272,7 +293,7 @@ public final class RecordTable {
 
     /// Indexes a key's first record, at `offset`, in the free `slot`.
     func insert(inSlot slot: Int, hash: UInt64, offset: Int) {
-        slots[slot] = Slot(hash: hash, offsetPlusOne: offset + 1)
+        slots[slot] = Slot(hash: hash, offset: offset)
         tally.count += 1
         tally.changedRecords += 1
     }
@@ -295,13 +316,21 @@ public final class RecordTable {
         tally.mutations &+= 1
     }
 
+    /// The record at `offset`, with its key's hash (recomputed when not given).
     @inline(__always)
-    private func view(atOffset offset: Int, hash: UInt64) -> RecordView {
+    private func view(atOffset offset: Int, hash: UInt64? = nil) -> RecordView {
         let h = header(atOffset: offset)
         let keyStart = arena.unsafelyUnwrapped + offset + RecordTable.headerSize
-        return RecordView(key: UnsafeRawBufferPointer(start: keyStart, count: h.keyLen),
-                          value: UnsafeRawBufferPointer(start: keyStart + h.keyLen, count: h.valueLen),
-                          stamp: h.stamp, isTombstone: h.tombstone, hash: hash)
+        let key = UnsafeRawBufferPointer(start: keyStart, count: h.keyLen)
+        return RecordView(key: key, value: UnsafeRawBufferPointer(start: keyStart + h.keyLen, count: h.valueLen),
+                          stamp: h.stamp, isTombstone: h.tombstone, hash: hash ?? keyHash(key))
+    }
+
+    /// The key of the record at `offset`.
+    @inline(__always)
+    func key(atOffset offset: Int) -> UnsafeRawBufferPointer {
+        let p = arena.unsafelyUnwrapped + offset
+        return UnsafeRawBufferPointer(start: p + RecordTable.headerSize, count: Int(p.load(as: UInt32.self)))
     }
 
     /// The slot holding key (found) or the empty slot where it would go.
@@ -311,8 +340,8 @@ public final class RecordTable {
         var i = Int(truncatingIfNeeded: hash) & mask
         while true {
             let s = slots[i]
-            if s.offsetPlusOne == 0 { return (i, false) }
-            if s.hash == hash && keyEquals(atOffset: s.offsetPlusOne - 1, key) { return (i, true) }
+            if s.isEmpty { return (i, false) }
+            if s.matches(hash) && keyEquals(atOffset: s.offset, key) { return (i, true) }
             i = (i + 1) & mask
         }
     }
@@ -345,6 +374,9 @@ public final class RecordTable {
     func append(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, valueCount: Int,
                         stamp: Stamp, tombstone: Bool) throws -> Int {
         let size = RecordTable.recordSize(keyLen: key.count, valueLen: valueCount)
+        guard size <= Slot.maxArenaBytes - arenaUsed else {
+            throw KVFailure(.noMemory, "the store's arena cannot grow beyond \(Slot.maxArenaBytes) bytes")
+        }
         if arenaUsed + size > arenaCapacity {
             var newCapacity = max(arenaCapacity * 2, 64 << 10)
             while newCapacity < arenaUsed + size { newCapacity *= 2 }
@@ -388,16 +420,26 @@ public final class RecordTable {
     }
 
     /// Moves the index to a fresh slot array of `newCount` slots, keeping the entries `keep`
-    /// accepts (called only once the new array exists, so a refusal can count what it drops).
-    func rehash(to newCount: Int, keeping keep: (Slot) -> Bool = { _ in true }) throws {
+    /// accepts (given each record's offset and key hash; called only once the new array exists,
+    /// so a refusal can count what it drops). Each key is hashed again from its record, read
+    /// `ahead` entries early so the records' cache misses overlap.
+    func rehash(to newCount: Int, keeping keep: (_ offset: Int, _ hash: UInt64) -> Bool = { _, _ in true }) throws {
         guard let newSlots = RecordTable.allocateSlots(newCount, hugePages: hugePages) else {
             throw KVFailure(.noMemory, "cannot allocate the store's index of \(newCount) slots")
         }
-        let mask = newCount - 1
-        for i in 0..<slotCount where slots[i].offsetPlusOne != 0 && keep(slots[i]) {
-            var j = Int(truncatingIfNeeded: slots[i].hash) & mask
-            while newSlots[j].offsetPlusOne != 0 { j = (j + 1) & mask }
-            newSlots[j] = slots[i]
+        let mask = newCount - 1, ahead = 16
+        for i in 0..<slotCount {
+            if i + ahead < slotCount, !slots[i + ahead].isEmpty {
+                cplatform_prefetch(arena.unsafelyUnwrapped + slots[i + ahead].offset)
+            }
+            let slot = slots[i]
+            guard !slot.isEmpty else { continue }
+            let hash = keyHash(key(atOffset: slot.offset))
+            assert(slot.matches(hash), "a key was given a hash other than keyHash's")
+            guard keep(slot.offset, hash) else { continue }
+            var j = Int(truncatingIfNeeded: hash) & mask
+            while !newSlots[j].isEmpty { j = (j + 1) & mask }
+            newSlots[j] = slot
         }
         RecordTable.releaseSlots(slots, slotCount)
         slots = newSlots
