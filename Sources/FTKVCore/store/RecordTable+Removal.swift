@@ -75,6 +75,7 @@ extension RecordTable {
             LargeMemory.release(arena, bytes: arenaCapacity)
             arena = nil
             arenaCapacity = 0
+            arenaPopulated = 0
         }
         if slotCount > (releasingMemory ? RecordTable.initialSlots : 1 << 21), let small = RecordTable.allocateSlots(RecordTable.initialSlots, hugePages: hugePages) {
             RecordTable.releaseSlots(slots, slotCount)
@@ -106,6 +107,7 @@ extension RecordTable {
         arena = fresh
         arenaCapacity = LargeMemory.roundedSize(newCapacity)
         arenaUsed = used
+        arenaPopulated = used
         garbageBytes = 0
     }
 }
