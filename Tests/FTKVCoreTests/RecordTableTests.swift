@@ -185,6 +185,69 @@ struct RecordTableTests {
         verify(table, model, hashOf: hashOf)
     }
 
+    @Test("reads in write order take the record after the last one found, and still see overwrites, deletes and compaction")
+    func readsInWriteOrder() throws {
+        let table = RecordTable()
+        var model: [[UInt8]: Got] = [:]
+        var seq: UInt64 = 0
+        func put(_ i: Int, size: Int, tombstone: Bool = false) throws {
+            seq += 1
+            let k = bytes("key-\(i)"), v = tombstone ? [] : [UInt8](repeating: UInt8(truncatingIfNeeded: i &+ size), count: size)
+            let stamp = Stamp(fence: 0, rank: 0, seq: seq)
+            try table.put(k, v, stamp: stamp, tombstone: tombstone)
+            model[k] = Got(value: v, stamp: stamp, tombstone: tombstone)
+        }
+        /// Reads keys 0..<n in order; returns how many reads took the write-order shortcut.
+        func readInOrder(_ n: Int) -> Int {
+            var shortcuts = 0, wrong = 0
+            for i in 0..<n {
+                let k = bytes("key-\(i)")
+                let before = table.readingInWriteOrder
+                if table.get(k) != model[k] { wrong += 1 }
+                if before && table.readingInWriteOrder { shortcuts += 1 }
+            }
+            #expect(wrong == 0, "\(wrong) keys read back wrong")
+            return shortcuts
+        }
+        for i in 0..<3_000 { try put(i, size: 8 + i % 50) }
+        #expect(readInOrder(3_000) >= 2_990, "a read in write order finds the next record")
+        for i in stride(from: 0, to: 3_000, by: 3) { try put(i, size: 100) }           // moved: old records are garbage
+        for i in stride(from: 1, to: 3_000, by: 5) { try put(i, size: 0, tombstone: true) }
+        for i in stride(from: 2, to: 3_000, by: 7) { try put(i, size: 8 + i % 50) }  // same size: in place
+        _ = readInOrder(3_000)
+        // Enough moves that garbage dominates and the arena is compacted (records change places).
+        let bytesBefore = table.arenaBytesInUse
+        for round in 0..<4 { for i in 0..<3_000 { try put(i, size: 200 + round) } }
+        #expect(table.arenaBytesInUse < bytesBefore * 4, "the arena was compacted")
+        _ = readInOrder(3_000)
+        #expect(table.get(bytes("key-3000")) == nil)
+        verify(table, model)
+    }
+
+    @Test("after removeAll, a read does not take a record that only looks like one where the next record used to start")
+    func noShortcutAcrossRemoveAll() throws {
+        let table = RecordTable()
+        for i in 0..<3 { try table.put(bytes("a\(i)"), [UInt8](repeating: 1, count: 40)) }
+        _ = table.get(bytes("a0"))
+        _ = table.get(bytes("a1")) // in write order: the next record would start after a1
+        #expect(table.readingInWriteOrder)
+        let staleOffset = table.recordAfterLast
+        table.removeAll()
+        // A value holding, at the old offset, the bytes of a record of key "k" (header, key, value).
+        let key = bytes("k"), fakeValue = bytes("not k's value")
+        let big = bytes("b")
+        var value = [UInt8](repeating: 0, count: 400)
+        let at = staleOffset - RecordTable.headerSize - big.count
+        #expect(at >= 0)
+        withUnsafeBytes(of: UInt32(key.count).littleEndian) { value.replaceSubrange(at..<(at + 4), with: $0) }
+        withUnsafeBytes(of: UInt32(fakeValue.count).littleEndian) { value.replaceSubrange((at + 4)..<(at + 8), with: $0) }
+        value.replaceSubrange((at + 32)..<(at + 32 + key.count), with: key)
+        value.replaceSubrange((at + 32 + key.count)..<(at + 32 + key.count + fakeValue.count), with: fakeValue)
+        try table.put(big, value)
+        try table.put(key, bytes("k's value"))
+        #expect(table.get(key)?.value == bytes("k's value"))
+    }
+
     @Test("an overwrite of the same size is in place; another size moves the record")
     func inPlaceVersusAppend() throws {
         let table = RecordTable()

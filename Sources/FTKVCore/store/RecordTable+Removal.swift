@@ -71,6 +71,7 @@ extension RecordTable {
         tally.liveBytes = 0
         arenaUsed = 0
         garbageBytes = 0
+        recordAfterLast = -1
         if arenaCapacity > (releasingMemory ? 0 : 256 << 20) {
             LargeMemory.release(arena, bytes: arenaCapacity)
             arena = nil
@@ -108,6 +109,7 @@ extension RecordTable {
         arenaCapacity = LargeMemory.roundedSize(newCapacity)
         arenaUsed = used
         arenaPopulated = used
+        recordAfterLast = -1
         garbageBytes = 0
     }
 }

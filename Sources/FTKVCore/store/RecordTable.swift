@@ -55,6 +55,15 @@ public final class RecordTable {
     var arena: UnsafeMutableRawPointer?
     var arenaCapacity = 0
     var arenaUsed = 0
+    /// Where the record after the one `find` last returned starts (-1 once the arena's layout
+    /// changed: compaction, removeAll), and whether that last record was itself found there. A
+    /// reader going through keys in the order they were written (a restart reading back its
+    /// checkpoint) then finds each record next to the previous one, a line the CPU has usually
+    /// fetched already, without the index slot's cache miss. A record that is not garbage is
+    /// the one the index holds for its key, so a key match there is the answer.
+    var recordAfterLast = -1
+    var readingInWriteOrder = false
+
     /// Arena bytes faulted in ahead of the writer (`populateArena`); a hint only: pages below it
     /// may have been given back, pages above it may be resident, and either just costs a fault.
     var arenaPopulated = 0
@@ -154,8 +163,26 @@ public final class RecordTable {
         // (the pending table after every fence, on every get).
         indexDeferred()
         guard tally.count > 0 else { return nil }
+        if readingInWriteOrder {
+            let next = recordAfterLast
+            if next >= 0, next <= arenaUsed - RecordTable.headerSize - key.count, keyEquals(atOffset: next, key),
+               !header(atOffset: next).garbage {
+                return viewFollowingWriteOrder(atOffset: next, hash: hash)
+            }
+        }
         let (slot, found) = probe(key, hash: hash)
-        return found ? view(atOffset: slots[slot].offset, hash: hash) : nil
+        guard found else { readingInWriteOrder = false; return nil }
+        let offset = slots[slot].offset
+        readingInWriteOrder = offset == recordAfterLast
+        return viewFollowingWriteOrder(atOffset: offset, hash: hash)
+    }
+
+    /// The record `find` returns, noting where the next one in write order starts.
+    @inline(__always)
+    private func viewFollowingWriteOrder(atOffset offset: Int, hash: UInt64) -> RecordView {
+        let record = view(atOffset: offset, hash: hash)
+        recordAfterLast = offset + RecordTable.recordSize(keyLen: record.key.count, valueLen: record.value.count)
+        return record
     }
 
     public func forEach(_ body: (RecordView) throws -> Void) rethrows {
