@@ -380,6 +380,23 @@ struct RecordTableTests {
         verify(table, model)
     }
 
+    @Test("deferred writes wait unindexed until the table is read, in room already made; then the last write of each key wins")
+    func deferredUntilRead() throws {
+        let table = RecordTable(hugePages: false)
+        for i in 0..<30_000 {
+            try table.putDeferred(bytes("key-\(i % 20_000)"), bytes("value \(i)"), stamp: Stamp(fence: 1, rank: 0, seq: UInt64(i)))
+        }
+        #expect(table.deferredCount == 30_000, "nothing indexed while only appends came")
+        #expect(table.slotCount >= 2 * 30_001, "room made for every write")
+        let slots = table.slotCount
+        #expect(table.count == 20_000)
+        #expect(table.deferredCount == 0 && table.slotCount == slots)
+        var wrong = 0
+        for i in 0..<20_000 where table.get(bytes("key-\(i)"))?.value != bytes("value \(i < 10_000 ? i + 20_000 : i)") { wrong += 1 }
+        #expect(wrong == 0)
+        #expect(table.writeOrderWalk().visits == 20_000, "the replaced records are garbage")
+    }
+
     @Test("deferred writes (a pending table) match the model whatever call reads them, through growth, compaction and removeAll")
     func deferredWritesAgainstModel() throws {
         var rng = SplitMix64(seed: 11)

@@ -83,7 +83,7 @@ extension RecordTable {
     func putDeferred(_ key: [UInt8], _ value: [UInt8], stamp: Stamp, tombstone: Bool = false) throws {
         try key.withUnsafeBytes { k in
             try value.withUnsafeBytes { v in
-                try appendDeferred(k, hash: StableHash.hash(k), value: v, stamp: stamp, tombstone: tombstone)
+                try appendDeferred(k, value: v, stamp: stamp, tombstone: tombstone)
             }
         }
     }

@@ -278,7 +278,6 @@ public final class Engine: @unchecked Sendable {
     }
 
     private func write(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, tombstone: Bool) throws {
-        let hash = StableHash.hash(key)
         lock.lock()
         defer { lock.unlock() }
         try checkUsable()
@@ -287,8 +286,9 @@ public final class Engine: @unchecked Sendable {
         case .fence:
             writeSeq += 1
             let stamp = Stamp(fence: writeInterval, rank: UInt32(bitPattern: rank), seq: writeSeq)
-            try pending.appendDeferred(key, hash: hash, value: value, stamp: stamp, tombstone: tombstone)
+            try pending.appendDeferred(key, value: value, stamp: stamp, tombstone: tombstone)
         case .sequential:
+            let hash = StableHash.hash(key)
             do {
                 try replicateInOrder(key: key, hash: hash, value: tombstone ? UnsafeRawBufferPointer(start: nil, count: 0) : value,
                                      tombstone: tombstone)

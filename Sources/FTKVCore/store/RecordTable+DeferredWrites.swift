@@ -1,24 +1,26 @@
-/// Deferred writes: a writer's pending table takes each put's record at once and indexes it later,
-/// with others, so the index slots' cache misses overlap (the storage is in RecordTable.swift).
+/// Deferred writes: a writer's pending table takes each put's record at once and indexes it only
+/// when something reads the table (a get of the rank's own writes, the fence), all of them in one
+/// pass (the storage is in RecordTable.swift).
 extension RecordTable {
     /// A new record for key, as `upsert` without `onlyIfNewer` would write it, except that
-    /// indexing it waits until `deferredLimit` such writes have gathered (or any other call): the
-    /// record is appended now and its slot prefetched, so the slots' cache misses overlap instead
-    /// of each write waiting for its own. For a writer's pending table, where most writes are of
-    /// keys not yet in it: on a table larger than the caches that miss was most of a put
-    /// (docs/benchmarks.md). Throws (nothing written) when memory is short.
-    public func appendDeferred(_ key: UnsafeRawBufferPointer, hash: UInt64, value: UnsafeRawBufferPointer,
+    /// indexing it waits until the table is read: the record is appended now, and the index only
+    /// grows to hold it. For a writer's pending table, where most writes are of keys not yet in
+    /// it. Indexing each write as it came cost its slot's cache miss, and growing a filled index
+    /// step by step read every record again at each doubling (about a quarter of a first
+    /// interval's put, docs/benchmarks.md); an index that holds nothing yet grows for free.
+    /// Throws (nothing written) when memory is short.
+    public func appendDeferred(_ key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
                                stamp: Stamp, tombstone: Bool) throws {
-        if deferredCount == RecordTable.deferredLimit { indexDeferred() }
         // Room in the index for all of them now, so indexing them later cannot fail.
-        if (tally.count + deferredCount + 1) * 2 > slotCount {
-            indexDeferred()
-            try growSlotsIfNeeded()
+        let keys = tally.count + deferredCount + 1
+        if keys * 2 > slotCount {
+            var n = slotCount
+            while keys * 2 > n { n *= 2 }
+            try rehash(to: n)
         }
         let offset = try append(key: key, value: value, valueCount: tombstone ? 0 : value.count,
                                 stamp: stamp, tombstone: tombstone)
-        prefetchSlot(hash: hash)
-        deferred[deferredCount] = Deferred(offset: offset, hash: hash)
+        if deferredCount == 0 { deferredStart = offset }
         deferredCount += 1
     }
 
@@ -30,25 +32,40 @@ extension RecordTable {
         if deferredCount > 0 { indexDeferredWrites() }
     }
 
+    /// Each record is hashed `lag` records before its turn and its slot prefetched, so the
+    /// slots' cache misses overlap instead of each write waiting for its own.
     @inline(never)
     private func indexDeferredWrites() {
         let count = deferredCount
         deferredCount = 0
-        for i in 0..<count {
-            let d = deferred[i]
-            let h = header(atOffset: d.offset)
-            let key = UnsafeRawBufferPointer(start: arena.unsafelyUnwrapped + d.offset + RecordTable.headerSize, count: h.keyLen)
-            let (slot, found) = probe(key, hash: d.hash)
-            if found {
-                let oldOffset = slots[slot].offset
-                let old = header(atOffset: oldOffset)
-                retire(atOffset: oldOffset, old)
-                slots[slot].setOffset(d.offset)
-                countReplaced(old)
-            } else {
-                insert(inSlot: slot, hash: d.hash, offset: d.offset)
+        let lag = 16
+        withUnsafeTemporaryAllocation(of: (offset: Int, hash: UInt64).self, capacity: lag) { ring in
+            var next = deferredStart, hashed = 0
+            func hashNext() {
+                let key = key(atOffset: next)
+                let hash = keyHash(key)
+                prefetchSlot(hash: hash)
+                ring[hashed % lag] = (next, hash)
+                hashed += 1
+                next += RecordTable.recordSize(keyLen: key.count, valueLen: header(atOffset: next).valueLen)
             }
-            countWritten(keyLen: h.keyLen, valueLen: h.valueLen, tombstone: h.tombstone)
+            while hashed < min(lag, count) { hashNext() }
+            for i in 0..<count {
+                let d = ring[i % lag]
+                if hashed < count { hashNext() } // takes the place of d, already read
+                let h = header(atOffset: d.offset)
+                let (slot, found) = probe(key(atOffset: d.offset), hash: d.hash)
+                if found {
+                    let oldOffset = slots[slot].offset
+                    let old = header(atOffset: oldOffset)
+                    retire(atOffset: oldOffset, old)
+                    slots[slot].setOffset(d.offset)
+                    countReplaced(old)
+                } else {
+                    insert(inSlot: slot, hash: d.hash, offset: d.offset)
+                }
+                countWritten(keyLen: h.keyLen, valueLen: h.valueLen, tombstone: h.tombstone)
+            }
         }
         try? compactIfWorthIt() // an optimisation: garbage is kept when memory is short
     }

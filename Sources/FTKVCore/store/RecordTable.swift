@@ -103,17 +103,12 @@ public final class RecordTable {
     /// since then was reclaimed): a delta of the changes would be incomplete.
     public internal(set) var changesForgotten = false
 
-    /// Writes whose record is in the arena but not yet in the index (`appendDeferred`), in write
-    /// order. Every other entry point indexes them first, so only that method sees them.
-    struct Deferred {
-        var offset: Int
-        var hash: UInt64
-    }
-    let deferred: UnsafeMutablePointer<Deferred>
+    /// Writes whose record is in the arena but not yet in the index (`appendDeferred`): the last
+    /// `deferredCount` records of the arena, from `deferredStart` on, in write order. Every other
+    /// entry point indexes them first, so only that method sees them (and nothing else appends
+    /// while they wait).
+    var deferredStart = 0
     var deferredCount = 0
-    /// Enough slot loads in flight to overlap their misses, few enough that the slots are still
-    /// cached when their writes are indexed.
-    static let deferredLimit = 32
 
     /// Arena bytes written so far, garbage included (for tests and memory accounting).
     var arenaBytesInUse: Int { arenaUsed }
@@ -135,11 +130,9 @@ public final class RecordTable {
         self.keyHash = keyHash
         slotCount = RecordTable.initialSlots
         slots = RecordTable.allocateSlots(slotCount, hugePages: hugePages)!
-        deferred = .allocate(capacity: RecordTable.deferredLimit)
     }
 
     deinit {
-        deferred.deallocate()
         RecordTable.releaseSlots(slots, slotCount)
         LargeMemory.release(arena, bytes: arenaCapacity)
     }
