@@ -12,12 +12,7 @@ extension RecordTable {
     public func appendDeferred(_ key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer,
                                stamp: Stamp, tombstone: Bool) throws {
         // Room in the index for all of them now, so indexing them later cannot fail.
-        let keys = tally.count + deferredCount + 1
-        if keys * 2 > slotCount {
-            var n = slotCount
-            while keys * 2 > n { n *= 2 }
-            try rehash(to: n)
-        }
+        try growIndex(toHold: tally.count + deferredCount + 1)
         let offset = try append(key: key, value: value, valueCount: tombstone ? 0 : value.count,
                                 stamp: stamp, tombstone: tombstone)
         if deferredCount == 0 { deferredStart = offset }

@@ -437,8 +437,14 @@ public final class RecordTable {
         guard more >= 0, more < (1 << 40) - tally.count else {
             throw KVFailure(.noMemory, "cannot index \(more) more keys")
         }
+        try growIndex(toHold: tally.count + more + 1)
+    }
+
+    /// Grows the index (doubling) until `keys` keep it at most half full; the only growth rule,
+    /// shared by `reserve` and the deferred writes.
+    func growIndex(toHold keys: Int) throws {
         var n = slotCount
-        while (tally.count + more + 1) * 2 > n { n *= 2 }
+        while keys * 2 > n { n *= 2 }
         if n > slotCount { try rehash(to: n) }
     }
 
