@@ -287,6 +287,8 @@ online_recovery() {
     # This one also commits after the view change and restarts that version on 3 ranks.
     ONLINE_COMMIT=1 ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 2 2 1200 || ok=0
     ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 3 2 1200 || ok=0
+    # Re-replication's messages cut to 1,000 bytes: most records straddle two or more of them.
+    FTKV_TEST_BATCH_BYTES=1000 ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 1 2 1200 || ok=0
     ONLINE_STEPS=80 bash tests/kill/online.sh "$bin" 8 5 2 1500 || ok=0
     ONLINE_STEPS=200 STOPPED=1 bash tests/kill/online.sh "$bin" 4 1 2 800 || ok=0
     # A whole node (ranks 2 and 3 of 3 two-rank nodes) at once, 2 copies on distinct nodes; and two

@@ -380,6 +380,130 @@ struct RecordTableTests {
         verify(table, model)
     }
 
+    /// Moves every record of `source` into `dest` as a re-replication does: spans copied in
+    /// pieces of `piece` bytes (records straddle them) into the room `reserveReceiving` made.
+    private func moveRecords(from source: RecordTable, to dest: RecordTable, piece: Int) throws -> Int {
+        var spans: [(Int, Int)] = []
+        source.forEachRecordSpan { offset, bytes, _ in spans.append((offset, bytes)) }
+        let total = spans.reduce(0) { $0 + $1.1 }
+        let space = try dest.reserveReceiving(bytes: total)
+        var at = 0
+        for (offset, bytes) in spans {
+            var done = 0
+            while done < bytes {
+                let n = min(piece - at % piece, bytes - done)
+                source.copyArenaBytes(from: offset + done, count: n, to: space + at)
+                done += n
+                at += n
+            }
+        }
+        #expect(at == total)
+        return try dest.adoptReceived(maxKeyLength: Engine.maxKeyLength, maxValueLength: Engine.maxValueLength)
+    }
+
+    @Test("records moved arena to arena (re-replication) end as upsert with onlyIfNewer would leave them, garbage skipped")
+    func recordsMovedBetweenArenas() throws {
+        var rng = SplitMix64(seed: 11)
+        let source = RecordTable(), dest = RecordTable()
+        var sourceModel: [[UInt8]: Got] = [:]
+        // The source: values, tombstones and overwrites of other sizes (garbage in its arena).
+        for step in 0..<6_000 {
+            let k = bytes("key\(Int.random(in: 0..<2_000, using: &rng))")
+            let stamp = Stamp(fence: 2, rank: UInt32.random(in: 0..<4, using: &rng), seq: UInt64(step))
+            let tombstone = Int.random(in: 0..<6, using: &rng) == 0
+            let v = tombstone ? [] : (0..<Int.random(in: 0..<300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            try source.put(k, v, stamp: stamp, tombstone: tombstone)
+            sourceModel[k] = Got(value: v, stamp: stamp, tombstone: tombstone)
+        }
+        // The destination already holds some of the keys, older (fence 1) or newer (fence 3).
+        var model: [[UInt8]: Got] = [:]
+        for i in stride(from: 0, to: 3_000, by: 3) {
+            let k = bytes("key\(i)")
+            let stamp = Stamp(fence: i % 2 == 0 ? 1 : 3, rank: 0, seq: UInt64(i))
+            let v = [UInt8](repeating: 7, count: i % 50)
+            try dest.put(k, v, stamp: stamp)
+            model[k] = Got(value: v, stamp: stamp, tombstone: false)
+        }
+        for (k, got) in sourceModel where model[k].map({ got.stamp > $0.stamp }) ?? true { model[k] = got }
+        let before = dest.arenaBytesInUse
+        #expect(try moveRecords(from: source, to: dest, piece: 1_000) == sourceModel.count)
+        verify(dest, model)
+        verify(source, sourceModel)
+        // What lost to a newer copy is garbage, not a second record of its key.
+        #expect(dest.arenaBytesInUse > before)
+        // The table goes on taking writes, and compaction keeps every record.
+        for i in 0..<4_000 { try dest.put(bytes("key\(i % 2_500)"), [UInt8](repeating: 1, count: 400), stamp: Stamp(fence: 9, rank: 0, seq: UInt64(i))) }
+        for i in 0..<2_500 { model[bytes("key\(i)")] = Got(value: [UInt8](repeating: 1, count: 400), stamp: Stamp(fence: 9, rank: 0, seq: UInt64(i + (i < 1_500 ? 2_500 : 0))), tombstone: false) }
+        verify(dest, model)
+    }
+
+    @Test("malformed received records are refused whole: nothing indexed, the room given back, appends refused until then")
+    func malformedReceivedRecords() throws {
+        let dest = RecordTable()
+        var model: [[UInt8]: Got] = [:]
+        for i in 0..<100 {
+            let stamp = Stamp(fence: 1, rank: 0, seq: UInt64(i))
+            try dest.put(bytes("k\(i)"), [UInt8(i)], stamp: stamp)
+            model[bytes("k\(i)")] = Got(value: [UInt8(i)], stamp: stamp, tombstone: false)
+        }
+        let source = RecordTable()
+        for i in 0..<50 { try source.put(bytes("new\(i)"), [1, 2, 3], stamp: Stamp(fence: 2, rank: 1, seq: UInt64(i))) }
+        var spans: [(Int, Int)] = []
+        source.forEachRecordSpan { offset, bytes, _ in spans.append((offset, bytes)) }
+        let total = spans.reduce(0) { $0 + $1.1 }
+        let used = dest.arenaBytesInUse
+        // Each corruption of the last record: key length 0, a key longer than allowed, a value
+        // running past the end, a tombstone with a value, an unknown flag; and bytes cut short.
+        let corruptions: [(Int, UInt32)] = [(0, 0), (0, UInt32(Engine.maxKeyLength + 1)), (4, 1_000_000), (28, 1), (28, 64)]
+        for (field, value) in corruptions + [(-1, 0)] {
+            let room = field < 0 ? total - 8 : total
+            let space = try dest.reserveReceiving(bytes: room)
+            var at = 0
+            for (offset, bytes) in spans where at < room {
+                source.copyArenaBytes(from: offset, count: min(bytes, room - at), to: space + at)
+                at += bytes
+            }
+            if field >= 0 { (space + total - spans.last!.1 + field).storeBytes(of: value, as: UInt32.self) }
+            #expect(throws: KVFailure.self) { try dest.put(bytes("other"), [9], stamp: Stamp(fence: 5, rank: 0, seq: 0)) }
+            #expect(throws: KVFailure.self, "corruption \(field)=\(value)") {
+                try dest.adoptReceived(maxKeyLength: Engine.maxKeyLength, maxValueLength: Engine.maxValueLength)
+            }
+            try dest.abandonReceived()
+            #expect(dest.arenaBytesInUse == used)
+            verify(dest, model)
+        }
+        // Sound records after all that are taken, and appends work again.
+        #expect(try moveRecords(from: source, to: dest, piece: 64) == 50)
+        for i in 0..<50 { model[bytes("new\(i)")] = Got(value: [1, 2, 3], stamp: Stamp(fence: 2, rank: 1, seq: UInt64(i)), tombstone: false) }
+        try dest.put(bytes("other"), [9], stamp: Stamp(fence: 5, rank: 0, seq: 0))
+        model[bytes("other")] = Got(value: [9], stamp: Stamp(fence: 5, rank: 0, seq: 0), tombstone: false)
+        verify(dest, model)
+    }
+
+    @Test("a receive MPI could not cancel: the records move to a fresh arena, and a late write into the old room changes nothing")
+    func roomLeftToMPI() throws {
+        let table = RecordTable()
+        var model: [[UInt8]: Got] = [:]
+        for i in 0..<20_000 { // about 5 MiB: a mapped arena
+            let stamp = Stamp(fence: 1, rank: 0, seq: UInt64(i))
+            let v = [UInt8](repeating: UInt8(truncatingIfNeeded: i), count: 200 + i % 100)
+            try table.put(bytes("k\(i % 15_000)"), v, stamp: stamp)
+            model[bytes("k\(i % 15_000)")] = Got(value: v, stamp: stamp, tombstone: false)
+        }
+        let room = 1 << 20
+        let space = try table.reserveReceiving(bytes: room)
+        try table.abandonReceived(mpiMayStillWrite: true)
+        memset(space, 0xAB, room) // MPI's late write: the old arena is still mapped, nobody's
+        verify(table, model)
+        for i in 0..<1_000 {
+            let stamp = Stamp(fence: 2, rank: 0, seq: UInt64(i))
+            try table.put(bytes("new\(i)"), [1, 2, 3, 4], stamp: stamp)
+            model[bytes("new\(i)")] = Got(value: [1, 2, 3, 4], stamp: stamp, tombstone: false)
+        }
+        memset(space, 0xCD, room)
+        verify(table, model)
+    }
+
     @Test("deferred writes wait unindexed until the table is read, in room already made; then the last write of each key wins")
     func deferredUntilRead() throws {
         let table = RecordTable(hugePages: false)

@@ -110,6 +110,12 @@ struct StoreConfigTests {
         #expect(try parse([:], env: ["FTKV_HUGE_PAGES": "0"]).hugePages == .no)
         #expect(try parse([:], env: ["FTKV_HUGE_PAGES": "AUTO"]).hugePages == .auto)
         #expect(try parse(["ftkv_huge_pages": "no"], env: ["FTKV_HUGE_PAGES": "yes"]).hugePages == .yes)
+        for v in ["", "auto", "2", "on!"] {
+            expectInvalid("ftkv_recovery_reserve=\(v)") { _ = try parse(["ftkv_recovery_reserve": v]) }
+        }
+        #expect(try !parse([:]).recoveryReserve)
+        #expect(try parse(["ftkv_recovery_reserve": " On "]).recoveryReserve)
+        #expect(try !parse(["ftkv_recovery_reserve": "on"], env: ["FTKV_RECOVERY_RESERVE": "off"]).recoveryReserve)
         for v in ["fast", "", "threads", "none"] {
             expectInvalid("ftkv_progress=\(v)") { _ = try parse(["ftkv_progress": v]) }
         }

@@ -33,10 +33,13 @@ stopped="${STOPPED:-0}"
 # job on VERIFY_RANKS ranks (default 3) restarts from it and checks everything.
 export FTKV_DIR="$dir/data" ONLINE_COMMIT="${ONLINE_COMMIT:-0}"
 fault_args=()
+# FTKV_TEST_BATCH_BYTES (if set): smaller fence batches and re-replication messages, so records
+# straddle many of them.
+[ -n "${FTKV_TEST_BATCH_BYTES:-}" ] && { export FTKV_TEST_BATCH_BYTES; fault_args=(-x FTKV_TEST_BATCH_BYTES); }
 all_victims="$victim"
 if [ -n "${FAULT:-}" ]; then
     export FTKV_TEST_FAULT="$FAULT" FTKV_TEST_FAULT_RANK="$FAULT_RANK"
-    fault_args=(-x FTKV_TEST_FAULT -x FTKV_TEST_FAULT_RANK)
+    fault_args+=(-x FTKV_TEST_FAULT -x FTKV_TEST_FAULT_RANK)
     all_victims="$victim,$FAULT_RANK"
 fi
 OMPI_MCA_async_mpi_finalize=1 ONLINE_VICTIM="$all_victims" ONLINE_REPLICAS="$replicas" ONLINE_DIR="$dir" ONLINE_STOPPED="$stopped" \

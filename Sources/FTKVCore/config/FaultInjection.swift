@@ -19,8 +19,8 @@
 ///                         communicator and the first allgather: the other ranks give up on
 ///                         that allgather while it is under way
 ///   FTKV_TEST_FAULT_RANK=N    apply FTKV_TEST_FAULT only on rank N of the store's communicator
-///   FTKV_TEST_BATCH_BYTES=N   cut the fence's apply batches at N bytes (default 4 MiB), so
-///                             small tests exercise multi-batch fences.
+///   FTKV_TEST_BATCH_BYTES=N   cut the fence's apply batches, and re-replication's messages,
+///                             at N bytes (default 4 MiB), so small tests exercise many of them.
 struct FaultInjection: Sendable, Equatable {
     var failApplies = false
     var staleEpoch = false

@@ -59,10 +59,16 @@ public struct StoreConfig: Sendable, Equatable {
     /// on gets; by default not on virtual machines whose huge pages are slow to fault in
     /// (HugePagePolicy, docs/benchmarks.md).
     public var hugePages = HugePageChoice.auto
+    /// Whether each rank keeps resident room for the copies one member's failure would bring it
+    /// (Engine.keepRecoveryReserve, docs/recovery.md): re-replication then lands in memory
+    /// already faulted in, at the price of that memory and of faulting it in during the fences
+    /// that grow the table. Off by default: measured here, it cost a first fence more than it
+    /// saved a recovery.
+    public var recoveryReserve = false
 
     public static let keys = ["ftkv_replicas", "ftkv_consistency", "ftkv_progress", "ftkv_timeout", "ftkv_node",
                               "ftkv_dir", "ftkv_keep", "ftkv_load", "ftkv_flush_dir", "ftkv_heartbeat", "ftkv_suspect_after",
-                              "ftkv_on_failure", "ftkv_secret", "ftkv_huge_pages"]
+                              "ftkv_on_failure", "ftkv_secret", "ftkv_huge_pages", "ftkv_recovery_reserve"]
 
     public init() {}
 
@@ -162,6 +168,13 @@ public struct StoreConfig: Sendable, Equatable {
             case "yes", "1", "true": config.hugePages = .yes
             case "no", "0", "false": config.hugePages = .no
             default: throw KVFailure(.invalid, "\(source) = '\(text)': expected auto, yes or no")
+            }
+        }
+        if let (text, source) = value("ftkv_recovery_reserve") {
+            switch text.trimmingSpaces.lowercased() {
+            case "on", "yes", "1", "true": config.recoveryReserve = true
+            case "off", "no", "0", "false": config.recoveryReserve = false
+            default: throw KVFailure(.invalid, "\(source) = '\(text)': expected on or off")
             }
         }
         if let (text, source) = value("ftkv_keep") {

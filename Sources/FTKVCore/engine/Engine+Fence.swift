@@ -69,6 +69,7 @@ extension Engine {
             throw f
         }
         fencesCompleted = number
+        keepRecoveryReserve()
         // Every replica has applied this interval's deletes (and, under sequential consistency,
         // every delete that returned before this fence): their tombstones can go, once they are
         // worth a pass over the index.
@@ -102,15 +103,13 @@ extension Engine {
         }
     }
 
-    /// The same for any source of records (`count` of them, about): a restart loading files, or
-    /// a view change's re-replication, which names each record's `destinations` itself (given
-    /// its hash; by default, its replicas). `recordsStayValid`: every record's bytes stay valid
+    /// The same for any source of records (`count` of them, about): a restart loading files.
+    /// `recordsStayValid`: every record's bytes stay valid
     /// and unchanged until this returns (a detached pending table, not file buffers or the store
     /// itself), so local copies may wait in a PrefetchingApplier. `arriving`: about how many
     /// records this rank will receive and copy locally (by default r/n of its own `count`).
     func flush(count: Int, recordsStayValid: Bool = false, arriving: Int? = nil,
-               records forEachRecord: ((RecordView) throws -> Void) throws -> Void,
-               destinations: ((UInt64, inout [Int32]) -> Void)? = nil) throws -> KVFailure? {
+               records forEachRecord: ((RecordView) throws -> Void) throws -> Void) throws -> KVFailure? {
         // The index is sized once for what arrives (RecordTable.reserve(arriving:)). An estimate:
         // if memory for it is short, the records may still fit as they come, so no failure here.
         _ = try? store.reserve(arriving: arriving ?? count / max(Int(transport.commSize), 1) * placement.replicas)
@@ -140,19 +139,12 @@ extension Engine {
             try settle(to: Engine.fenceWindowBytes)
         }
 
-        var chosen: [Int32] = []
         // A local copy: through `self` each record's lookup copied the placement (a retain and a
         // release of its tables per record: 8% of all samples of 400,000 puts and their fence).
         let placement = self.placement
         try forEachRecord { rec in
             try placement.withReplicas(ofHash: rec.hash) { replicas in
-                var set = replicas
-                if let destinations {
-                    chosen.removeAll(keepingCapacity: true)
-                    destinations(rec.hash, &chosen)
-                    set = chosen[...]
-                }
-                for dest in set {
+                for dest in replicas {
                     if dest == rank {
                         if localCopies != nil {
                             try localCopies!.add(rec)

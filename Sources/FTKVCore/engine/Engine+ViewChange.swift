@@ -150,10 +150,10 @@ extension Engine {
         let old = transport
         //    With it, the application's communicator of the survivors (kv_comm), made now that
         //    they are all here rather than in a collective kv_comm that a busy rank could stall.
-        let tag = Int32(next.epoch % 16_384) * 2
+        let tag = Int32(next.epoch % 10_000) * 3 // tags up to 30,001: MPI guarantees 32,767
         guard let parent = creationComm else { throw KVFailure(.internal, "no communicator to create the survivors' from") }
         creatingCommunicators = true
-        let created = Result { try Collectives.createGroups(parent, ranks: next.members, tags: [tag, tag + 1]) }
+        let created = Result { try Collectives.createGroups(parent, ranks: next.members, tags: [tag, tag + 1, tag + 2]) }
         creatingCommunicators = false
         let comms = try created.get()
         let comm = comms[0]
@@ -182,61 +182,31 @@ extension Engine {
                                 dest: heartbeats.successor(failed: failedRanks).flatMap(transport.commRank(of:)) ?? -1)
         }
 
-        // 2. Re-replication: each key's copies on its new replicas. The first surviving old
-        //    replica sends it to each new one that did not hold it (after an interrupted
-        //    re-replication nobody knows who holds what: every holder sends).
+        // 2. Re-replication: each key's copies on its new replicas (Engine+Rereplication).
+        //    Other ranks' apply batches that arrive meanwhile (none should: every survivor is
+        //    still installing) are acknowledged and applied after it: the table takes no
+        //    appends while records land in its tail.
         let everyHolder = !replicasComplete
         replicasComplete = false
         lastRecoveryBytes = 0
-        let failed = failedRanks
-        let me = rank
-        let newPlacement = placement
-        func targets(_ hash: UInt64, _ dests: inout [Int32]) {
-            let held = oldPlacement.withReplicas(ofHash: hash) { set in set.filter { !failed.contains($0) } }
-            newPlacement.withReplicas(ofHash: hash) { set in
-                for d in set where d != me && (everyHolder || !held.contains(d)) { dests.append(d) }
-            }
-        }
-        // Streamed straight from the table (no copy of what is sent): meanwhile the batches other
-        // ranks send here are acknowledged and set aside, so nothing changes the table under the
-        // stream, and applied right after it. Memory beyond the table: the batches in flight
-        // both ways (the fence's window) and those set aside, at most what this rank receives.
-        var sent: UInt64 = 0
-        var counted: [Int32] = []
-        var emitted = 0
         deferredApplies = []
-        let streamed = Result {
-            try flush(count: store.count, records: { emit in
-                try store.forEach { rec in
-                    let mine = oldPlacement.withReplicas(ofHash: rec.hash) { set -> Bool in
-                        everyHolder || set.first(where: { !failed.contains($0) }) == me
-                    }
-                    guard mine else { return }
-                    counted.removeAll(keepingCapacity: true)
-                    targets(rec.hash, &counted)
-                    guard !counted.isEmpty else { return }
-                    sent &+= UInt64((rec.key.count + rec.value.count) * counted.count)
-                    try emit(rec)
-                    emitted += 1
-                    if faults.dieRereplicating && emitted == 16 {
-                        dieForTest("die-rereplicating: a survivor dies during re-replication")
-                    }
-                }
-            }, destinations: targets)
-        }
+        let restored = Result { try restoreCopies(over: comms[2], from: oldPlacement, failed: failedRanks, everyHolder: everyHolder) }
         let received = deferredApplies ?? []
         deferredApplies = nil
+        let sent = try restored.get()
         for batch in received where !applyBatch(batch).ok {
-            throw KVFailure(.noMemory, "could not apply the copies another rank restored here")
+            throw KVFailure(.noMemory, "could not apply a batch another rank sent during the re-replication")
         }
         lastRecoveryBytes = sent
-        if let refused = try streamed.get() { throw refused }
         if faults.dieRereplicating { dieForTest("die-rereplicating: a survivor dies during re-replication") }
         try barrierLocked(what: "re-replication after a view change")
         // 3. Every key has its copies: drop those this rank no longer holds a replica of.
-        let current = placement
+        let current = placement, me = rank
         try store.drop { hash in !current.withReplicas(ofHash: hash) { $0.contains(me) } }
         replicasComplete = true
+        // The re-replication's communicator is done with (the barrier came after all its
+        // traffic); after an interrupted one it is left, like the old view's.
+        Collectives.free(comms[2])
     }
 
     /// The heartbeat frame's header, in the current epoch. Never skewed by the stale-epoch test

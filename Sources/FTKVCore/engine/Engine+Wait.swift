@@ -34,7 +34,7 @@ extension Engine {
             try checkViewUnchanged(since: epoch)
             if !viewFrozen, try done() { return .done }
             if Lifecycle.serveOthers(than: self) { active = true }
-            return active ? .active : .idle
+            return active || bulkTransferUnderWay ? .active : .idle
         }, onTimeout: {
             KVFailure(.timedOut, "\(what()) did not complete within \(config.timeoutSeconds) s (ftkv_timeout)")
         })

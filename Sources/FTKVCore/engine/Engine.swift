@@ -99,6 +99,9 @@ public final class Engine: @unchecked Sendable {
     /// Other ranks' apply batches received while this rank streams its own table during a
     /// re-replication (nil: apply at once): acknowledged on arrival, applied after the stream.
     var deferredApplies: [Incoming]?
+    /// Whether a re-replication's records are moving (Engine+Rereplication): its waits poll
+    /// without backing off, since a large message moves only while both ends call MPI.
+    var bulkTransferUnderWay = false
     /// Whether this rank is inside the blocking creation of a view's communicators.
     var creatingCommunicators = false
     /// Compare-and-swaps this rank, as the keys' primary, is replicating, by key (Engine+Swap).

@@ -58,6 +58,15 @@ enum LargeMemory {
         _ = madvise(p, bytes, MADV_POPULATE_WRITE)
     }
 
+    /// Gives up a buffer that something outside Swift's control (an MPI receive that could not
+    /// be cancelled) may still write into: never unmapped or freed, so a late write cannot land
+    /// in memory reused for something else; a mapping's pages go back to the kernel (a late write
+    /// faults in a fresh page). Costs address space only, plus a malloc block if small.
+    static func abandon(_ p: UnsafeMutableRawPointer?, bytes: Int) {
+        guard let p, isMapped(bytes) else { return }
+        _ = madvise(p, bytes, MADV_DONTNEED)
+    }
+
     static func release(_ p: UnsafeMutableRawPointer?, bytes: Int) {
         guard let p else { return }
         if isMapped(bytes) { munmap(p, bytes) } else { free(p) }

@@ -89,12 +89,21 @@ extension RecordTable {
 
     /// Copies live records to a fresh arena once garbage is most of the arena.
     func compactIfWorthIt() throws {
-        guard arenaUsed > 1 << 20, garbageBytes * 2 > arenaUsed else { return }
+        // Never while MPI writes into the arena's tail (an in-place overwrite can get here).
+        guard receiving == nil, arenaUsed > 1 << 20, garbageBytes * 2 > arenaUsed else { return }
+        // An optimisation: without memory for it the garbage is kept rather than a write failed.
+        moveLiveRecordsToFreshArena(releasingOld: true)
+    }
+
+    /// Copies the indexed records to a fresh arena, leaving the garbage behind. The old arena is
+    /// released, or (`releasingOld` false: MPI may still write into it, see abandonReceived)
+    /// kept for good with its pages given back. Returns false, nothing changed, when memory is
+    /// short.
+    @discardableResult
+    func moveLiveRecordsToFreshArena(releasingOld: Bool) -> Bool {
         let needed = arenaUsed - garbageBytes
         let newCapacity = max(needed + needed / 2, 64 << 10)
-        guard let fresh = LargeMemory.allocate(newCapacity, zeroed: false, hugePages: hugePages) else {
-            return // compaction is an optimisation: keep the garbage rather than fail a write
-        }
+        guard let fresh = LargeMemory.allocate(newCapacity, zeroed: false, hugePages: hugePages) else { return false }
         var used = 0
         for i in 0..<slotCount where !slots[i].isEmpty {
             let offset = slots[i].offset
@@ -104,12 +113,17 @@ extension RecordTable {
             slots[i].setOffset(used)
             used += size
         }
-        LargeMemory.release(arena, bytes: arenaCapacity)
+        if releasingOld {
+            LargeMemory.release(arena, bytes: arenaCapacity)
+        } else {
+            LargeMemory.abandon(arena, bytes: arenaCapacity)
+        }
         arena = fresh
         arenaCapacity = LargeMemory.roundedSize(newCapacity)
         arenaUsed = used
         arenaPopulated = used
         recordAfterLast = -1
         garbageBytes = 0
+        return true
     }
 }

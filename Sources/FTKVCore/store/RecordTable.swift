@@ -110,6 +110,10 @@ public final class RecordTable {
     var deferredStart = 0
     var deferredCount = 0
 
+    /// Bytes after the last record that MPI is filling with records from other ranks
+    /// (RecordTable+Transfer.swift), nil when none: appends wait for them.
+    var receiving: Int?
+
     /// Arena bytes written so far, garbage included (for tests and memory accounting).
     var arenaBytesInUse: Int { arenaUsed }
 
@@ -399,24 +403,31 @@ public final class RecordTable {
     func append(key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, valueCount: Int,
                         stamp: Stamp, tombstone: Bool) throws -> Int {
         let size = RecordTable.recordSize(keyLen: key.count, valueLen: valueCount)
+        guard receiving == nil else {
+            throw KVFailure(.internal, "the store's table is receiving records from other ranks: nothing may be appended meanwhile")
+        }
         guard size <= Slot.maxArenaBytes - arenaUsed else {
             throw KVFailure(.noMemory, "the store's arena cannot grow beyond \(Slot.maxArenaBytes) bytes")
         }
-        if arenaUsed + size > arenaCapacity {
-            var newCapacity = max(arenaCapacity * 2, 64 << 10)
-            while newCapacity < arenaUsed + size { newCapacity *= 2 }
-            guard let grown = LargeMemory.reallocate(arena, oldBytes: arenaCapacity, used: arenaUsed, to: newCapacity, hugePages: hugePages) else {
-                throw KVFailure(.noMemory, "cannot grow the store's arena to \(newCapacity) bytes")
-            }
-            if arena == nil { arenaPopulated = 0 }
-            arena = grown
-            arenaCapacity = LargeMemory.roundedSize(newCapacity)
-        }
+        try growArena(toHold: arenaUsed + size)
         if arenaUsed + size > arenaPopulated { populateArena(through: arenaUsed + size) }
         let offset = arenaUsed
         arenaUsed += size
         writeRecord(atOffset: offset, key: key, value: value, valueCount: valueCount, stamp: stamp, tombstone: tombstone)
         return offset
+    }
+
+    /// Grows the arena (doubling) until it holds `bytes`.
+    func growArena(toHold bytes: Int) throws {
+        guard bytes > arenaCapacity else { return }
+        var newCapacity = max(arenaCapacity * 2, 64 << 10)
+        while newCapacity < bytes { newCapacity *= 2 }
+        guard let grown = LargeMemory.reallocate(arena, oldBytes: arenaCapacity, used: arenaUsed, to: newCapacity, hugePages: hugePages) else {
+            throw KVFailure(.noMemory, "cannot grow the store's arena to \(newCapacity) bytes")
+        }
+        if arena == nil { arenaPopulated = 0 }
+        arena = grown
+        arenaCapacity = LargeMemory.roundedSize(newCapacity)
     }
 
     /// Faults in the arena up to `end` and `populateStep` beyond: appends write it in order, and

@@ -210,6 +210,20 @@ enum Collectives {
         return Array(UnsafeBufferPointer(start: receive, count: n))
     }
 
+    /// One value from every rank to every rank: element i of `values` goes to rank i, and
+    /// element i of the result came from rank i (MPI_Ialltoall), completed by `wait`.
+    static func allToAll(_ values: [UInt64], comm: MPIComm, wait: (inout MPIRequest) throws -> Void) throws -> [UInt64] {
+        let n = values.count
+        let memory = CollectiveMemory()
+        let send = memory.allocate(UInt64.self, count: n)
+        let receive = memory.allocate(UInt64.self, count: n)
+        for i in 0..<n { send[i] = values[i] }
+        try memory.run("MPI_Ialltoall", post: {
+            MPI_Ialltoall(send, 1, cmpi_uint64(), receive, 1, cmpi_uint64(), comm, &$0)
+        }, wait: wait)
+        return Array(UnsafeBufferPointer(start: receive, count: n))
+    }
+
     /// A nonblocking barrier, to be completed with `test`.
     static func startBarrier(_ comm: MPIComm) throws -> MPIRequest {
         var request: MPI_Request? = cmpi_request_null()
