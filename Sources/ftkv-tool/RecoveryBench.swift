@@ -174,7 +174,7 @@ struct RecoveryBench {
             func mib(_ b: Double) -> String { Format.fixed(b / 1_048_576, 1) + " MiB" }
             print("ftkv bench-recovery: \(size) ranks, \(bytesPerRank >> 20) MiB of \(valueBytes >> 10) KiB values per rank, 2 copies; rank \(victim) SIGKILLed")
             print("  baseline: MPI bandwidth, 8 MiB messages between two ranks".padding(62) + Format.fixed(bandwidth / 1e9, 2) + " GB/s")
-            print("  baseline: MPI exchange among the \(size - 1) survivors, \(2 * bytesPerRank / (size - 1) >> 20) MiB from each".padding(62)
+            print("  baseline: MPI exchange among the \(size - 1) survivors, \((2 * bytesPerRank / (size - 1)) >> 20) MiB from each".padding(62)
                   + Format.fixed(exchange / 1e9, 2) + " GB/s per sender")
             print("  baseline: first touch of fresh memory (64 MiB, \(hugePages ? "huge" : "4 KiB") pages)".padding(62) + Format.fixed(touch, 2) + " GB/s")
             print("  the first fence, shipping \(bytesPerRank >> 20) MiB per rank to its other replica".padding(62)
