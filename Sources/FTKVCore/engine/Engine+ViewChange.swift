@@ -193,11 +193,11 @@ extension Engine {
         let restored = Result { try restoreCopies(over: comms[2], from: oldPlacement, failed: failedRanks, everyHolder: everyHolder) }
         let received = deferredApplies ?? []
         deferredApplies = nil
-        let sent = try restored.get()
+        // Acknowledged, so applied even if the re-replication was interrupted.
         for batch in received where !applyBatch(batch).ok {
             throw KVFailure(.noMemory, "could not apply a batch another rank sent during the re-replication")
         }
-        lastRecoveryBytes = sent
+        lastRecoveryBytes = try restored.get()
         if faults.dieRereplicating { dieForTest("die-rereplicating: a survivor dies during re-replication") }
         try barrierLocked(what: "re-replication after a view change")
         // 3. Every key has its copies: drop those this rank no longer holds a replica of.

@@ -69,7 +69,7 @@ final class RecordTransfer {
         var total = 0
         for source in 0..<size {
             guard counts[source] <= UInt64(Int.max / 4) else {
-                throw KVFailure(.remote, "rank \(source) of the transfer announced \(counts[source]) bytes")
+                throw KVFailure(.internal, "rank \(source) of the transfer announced \(counts[source]) bytes")
             }
             incomingBytes[source] = source == me ? 0 : Int(counts[source])
             incomingStart[source] = total
