@@ -199,28 +199,29 @@ enum Collectives {
 
     /// The element-wise sum over ranks of `values` (same length everywhere), completed by `wait`.
     static func sum(_ values: [UInt64], comm: MPIComm, wait: (inout MPIRequest) throws -> Void) throws -> [UInt64] {
-        let n = values.count
-        let memory = CollectiveMemory()
-        let send = memory.allocate(UInt64.self, count: n)
-        let receive = memory.allocate(UInt64.self, count: n)
-        for i in 0..<n { send[i] = values[i] }
-        try memory.run("MPI_Iallreduce", post: {
-            MPI_Iallreduce(send, receive, Int32(n), cmpi_uint64(), cmpi_op_sum(), comm, &$0)
-        }, wait: wait)
-        return Array(UnsafeBufferPointer(start: receive, count: n))
+        try exchange(values, "MPI_Iallreduce", wait: wait) { send, receive, n, request in
+            MPI_Iallreduce(send, receive, n, cmpi_uint64(), cmpi_op_sum(), comm, &request)
+        }
     }
 
     /// One value from every rank to every rank: element i of `values` goes to rank i, and
     /// element i of the result came from rank i (MPI_Ialltoall), completed by `wait`.
     static func allToAll(_ values: [UInt64], comm: MPIComm, wait: (inout MPIRequest) throws -> Void) throws -> [UInt64] {
+        try exchange(values, "MPI_Ialltoall", wait: wait) { send, receive, _, request in
+            MPI_Ialltoall(send, 1, cmpi_uint64(), receive, 1, cmpi_uint64(), comm, &request)
+        }
+    }
+
+    /// A nonblocking collective from `values.count` UInt64s to as many (`post` starts it, given
+    /// the send and receive buffers and the count), in CollectiveMemory.
+    private static func exchange(_ values: [UInt64], _ what: String, wait: (inout MPIRequest) throws -> Void,
+                                 post: (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>, Int32, inout MPI_Request?) -> Int32) throws -> [UInt64] {
         let n = values.count
         let memory = CollectiveMemory()
         let send = memory.allocate(UInt64.self, count: n)
         let receive = memory.allocate(UInt64.self, count: n)
         for i in 0..<n { send[i] = values[i] }
-        try memory.run("MPI_Ialltoall", post: {
-            MPI_Ialltoall(send, 1, cmpi_uint64(), receive, 1, cmpi_uint64(), comm, &$0)
-        }, wait: wait)
+        try memory.run(what, post: { post(send, receive, Int32(n), &$0) }, wait: wait)
         return Array(UnsafeBufferPointer(start: receive, count: n))
     }
 
