@@ -289,6 +289,8 @@ online_recovery() {
     ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 3 2 1200 || ok=0
     # Re-replication's messages cut to 1,000 bytes: most records straddle two or more of them.
     FTKV_TEST_BATCH_BYTES=1000 ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 4 1 2 1200 || ok=0
+    # With the room for restored copies kept resident by every fence (ftkv_recovery_reserve=on).
+    FTKV_RECOVERY_RESERVE=on ONLINE_STEPS=200 bash tests/kill/online.sh "$bin" 8 6 2 1200 || ok=0
     ONLINE_STEPS=80 bash tests/kill/online.sh "$bin" 8 5 2 1500 || ok=0
     ONLINE_STEPS=200 STOPPED=1 bash tests/kill/online.sh "$bin" 4 1 2 800 || ok=0
     # A whole node (ranks 2 and 3 of 3 two-rank nodes) at once, 2 copies on distinct nodes; and two
@@ -421,7 +423,7 @@ run_step "exports: debug .build/debug/libftkv.so == ftkv.h functions" exports_de
 run_step "MPI suite: tests/run-mpi.sh" mpi_suite
 run_step "kill: a rank SIGKILLed under --enable-recovery (1-3 copies, first/middle/last victim): failover, view change, re-replication, every copy counted" kill_rank
 run_step "ftkv_on_failure=abort: a rank dies while the others wait in their own MPI_Barrier; the library ends the job, naming it" abort_policy
-run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies, one by one down to one survivor, the coordinator dying mid-decision, a survivor dying mid-re-replication), every acknowledged key byte for byte" online_recovery
+run_step "online recovery: kill -9 or SIGSTOP at a random moment of a put/fence/get workload (4-8 ranks, a whole node, two at once with 3 copies, one by one down to one survivor, the coordinator dying mid-decision, a survivor dying mid-re-replication; re-replication cut into 1,000-byte messages, or into room kept resident), every acknowledged key byte for byte" online_recovery
 run_step "kv_cas: the primary of contended counters SIGKILLed mid-run (4-8 ranks, two at once with 3 copies); no swap lost or doubled" cas_kill
 run_step "restart: kv_commit, job killed, restart on 1-6 ranks; lost directories, damaged files, deaths in kv_commit, full disk" restart_scenarios
 run_step "client/server: ftkv serve on 2 and 4 ranks, two client jobs writing at once, a third reading back byte for byte; wrong or missing secret, unknown name, dead port, stopped server give codes; two jobs leaving at once 20 times; a paused server rank excluded, its clients moved on, ftkv stop still ending the job in order; a client job SIGKILLed while another writes; a server rank SIGKILLed during a workload; a durable server (--dir) committing at ftkv stop and loaded by a server of another size; ftkv stop and SIGTERM" env FTKV_PREFIX="$STAGE" bash tests/server/run.sh

@@ -504,6 +504,27 @@ struct RecordTableTests {
         verify(table, model)
     }
 
+    @Test("keepResident makes room after the last record, faulted in, that a later receive uses without moving the arena")
+    func residentRoomForReceiving() throws {
+        let table = RecordTable()
+        for i in 0..<20_000 { try table.put(bytes("k\(i)"), [UInt8](repeating: 1, count: 200), stamp: Stamp(fence: 1, rank: 0, seq: UInt64(i))) }
+        let used = table.arenaBytesInUse
+        table.keepResident(spare: 3 << 20)
+        #expect(table.arenaCapacity >= used + (3 << 20))
+        #expect(table.arenaPopulated >= used + (3 << 20))
+        let arena = table.arena
+        let space = try table.reserveReceiving(bytes: 3 << 20)
+        #expect(table.arena == arena, "the room was already there: no growth, no move")
+        #expect(space == arena! + used)
+        try table.abandonReceived()
+        // While receiving, keeping room is refused (the arena must not move under MPI).
+        _ = try table.reserveReceiving(bytes: 0)
+        let capacity = table.arenaCapacity
+        table.keepResident(spare: 64 << 20)
+        #expect(table.arenaCapacity == capacity)
+        try table.abandonReceived()
+    }
+
     @Test("deferred writes wait unindexed until the table is read, in room already made; then the last write of each key wins")
     func deferredUntilRead() throws {
         let table = RecordTable(hugePages: false)

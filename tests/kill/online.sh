@@ -36,6 +36,8 @@ fault_args=()
 # FTKV_TEST_BATCH_BYTES (if set): smaller fence batches and re-replication messages, so records
 # straddle many of them.
 [ -n "${FTKV_TEST_BATCH_BYTES:-}" ] && { export FTKV_TEST_BATCH_BYTES; fault_args=(-x FTKV_TEST_BATCH_BYTES); }
+# FTKV_RECOVERY_RESERVE=on (if set): the copies restored after the kill land in room kept ahead.
+[ -n "${FTKV_RECOVERY_RESERVE:-}" ] && { export FTKV_RECOVERY_RESERVE; fault_args+=(-x FTKV_RECOVERY_RESERVE); }
 all_victims="$victim"
 if [ -n "${FAULT:-}" ]; then
     export FTKV_TEST_FAULT="$FAULT" FTKV_TEST_FAULT_RANK="$FAULT_RANK"
