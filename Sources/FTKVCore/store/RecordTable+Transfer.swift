@@ -22,7 +22,7 @@ extension RecordTable {
     /// Copies `count` arena bytes from `offset` to `destination` (parts of the records
     /// `forEachRecordSpan` named; valid until the table next changes).
     func copyArenaBytes(from offset: Int, count: Int, to destination: UnsafeMutableRawPointer) {
-        precondition(offset >= 0 && count >= 0 && offset + count <= arenaUsed, "copy outside the arena's records")
+        assert(offset >= 0 && count >= 0 && offset + count <= arenaUsed, "copy outside the arena's records") // debug builds only: no trap in the library
         memcpy(destination, arena.unsafelyUnwrapped + offset, count)
     }
 
