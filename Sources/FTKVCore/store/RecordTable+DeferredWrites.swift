@@ -48,18 +48,7 @@ extension RecordTable {
             for i in 0..<count {
                 let d = ring[i % lag]
                 if hashed < count { hashNext() } // takes the place of d, already read
-                let h = header(atOffset: d.offset)
-                let (slot, found) = probe(key(atOffset: d.offset), hash: d.hash)
-                if found {
-                    let oldOffset = slots[slot].offset
-                    let old = header(atOffset: oldOffset)
-                    retire(atOffset: oldOffset, old)
-                    slots[slot].setOffset(d.offset)
-                    countReplaced(old)
-                } else {
-                    insert(inSlot: slot, hash: d.hash, offset: d.offset)
-                }
-                countWritten(keyLen: h.keyLen, valueLen: h.valueLen, tombstone: h.tombstone)
+                indexAppended(atOffset: d.offset, hash: d.hash, onlyIfNewer: false)
             }
         }
         try? compactIfWorthIt() // an optimisation: garbage is kept when memory is short

@@ -82,26 +82,9 @@ extension RecordTable {
             let p = base + offset + 28
             // A restored copy is new to this rank's files (kv_commit's delta) and not garbage.
             p.storeBytes(of: (p.load(as: UInt32.self) & RecordTable.tombstoneFlag) | RecordTable.changedFlag, as: UInt32.self)
-            let h = header(atOffset: offset)
-            let size = RecordTable.recordSize(keyLen: h.keyLen, valueLen: h.valueLen)
             let key = key(atOffset: offset)
-            let hash = keyHash(key)
-            let (slot, found) = probe(key, hash: hash)
-            if !found {
-                insert(inSlot: slot, hash: hash, offset: offset)
-                countWritten(keyLen: h.keyLen, valueLen: h.valueLen, tombstone: h.tombstone)
-            } else {
-                let oldOffset = slots[slot].offset
-                let old = header(atOffset: oldOffset)
-                if h.stamp > old.stamp {
-                    retire(atOffset: oldOffset, old)
-                    slots[slot].setOffset(offset)
-                    countReplaced(old)
-                    countWritten(keyLen: h.keyLen, valueLen: h.valueLen, tombstone: h.tombstone)
-                } else {
-                    retire(atOffset: offset, h)
-                }
-            }
+            let size = RecordTable.recordSize(keyLen: key.count, valueLen: Int(base.load(fromByteOffset: offset + 4, as: UInt32.self)))
+            indexAppended(atOffset: offset, hash: keyHash(key), onlyIfNewer: true)
             offset += size
         }
         try? compactIfWorthIt() // an optimisation: garbage is kept when memory is short

@@ -28,12 +28,11 @@ final class RecordTransfer {
     private(set) var outgoingBytes: [Int]
     private var incomingBytes: [Int]
     private var incomingStart: [Int]
-    private var received: [Int]
     private var posted: [Int]
     private var postedCount: [Int]
     private var cursor: [(span: Int, within: Int, sent: Int)]
     private var sends: [(request: MPI_Request?, buffer: UnsafeMutableRawPointer)] = []
-    private var receives: [(request: MPI_Request?, source: Int, bytes: Int)] = []
+    private var receives: [(request: MPI_Request?, source: Int)] = []
     private var space: UnsafeMutableRawPointer?
     private var nextDestination = 0
     /// Spans packed whole so far (a test fault dies after some).
@@ -50,7 +49,6 @@ final class RecordTransfer {
         outgoingBytes = Array(repeating: 0, count: size)
         incomingBytes = Array(repeating: 0, count: size)
         incomingStart = Array(repeating: 0, count: size)
-        received = Array(repeating: 0, count: size)
         posted = Array(repeating: 0, count: size)
         postedCount = Array(repeating: 0, count: size)
         cursor = Array(repeating: (0, 0, 0), count: size)
@@ -93,7 +91,6 @@ final class RecordTransfer {
             var flag: Int32 = 0
             try mpiCheck(MPI_Test(&receives[i].request, &flag, cmpi_status_ignore()), "MPI_Test of a record transfer's receive")
             if flag != 0 {
-                received[receives[i].source] += receives[i].bytes
                 postedCount[receives[i].source] -= 1
                 receives.swapAt(i, receives.count - 1)
                 receives.removeLast()
@@ -108,7 +105,7 @@ final class RecordTransfer {
                     var request: MPI_Request? = cmpi_request_null()
                     try mpiCheck(MPI_Irecv(space + incomingStart[source] + posted[source], Int32(bytes), cmpi_byte(),
                                            Int32(source), RecordTransfer.tag, comm, &request), "MPI_Irecv of restored records")
-                    receives.append((request, source, bytes))
+                    receives.append((request, source))
                     posted[source] += bytes
                     postedCount[source] += 1
                 }
@@ -135,8 +132,9 @@ final class RecordTransfer {
             idle = 0
             try sendNext(to: dest, copy: copy)
         }
+        // Everything posted has arrived once no receive is under way.
         guard receives.isEmpty, sends.isEmpty else { return false }
-        for r in 0..<size where received[r] < incomingBytes[r] || cursor[r].sent < outgoingBytes[r] { return false }
+        for r in 0..<size where posted[r] < incomingBytes[r] || cursor[r].sent < outgoingBytes[r] { return false }
         return true
     }
 
