@@ -52,7 +52,7 @@ OMPI_MCA_async_mpi_finalize=1 ONLINE_VICTIM="$all_victims" ONLINE_REPLICAS="$rep
 job=$!
 IFS=, read -r -a victims <<<"$victim"
 is_victim() { local v; for v in "${victims[@]}"; do [ "$v" -eq "$1" ] && return 0; done; return 1; }
-# The victims' PIDs, once they are written (before kv_open).
+# The victims' PIDs, once they are written (once the store is open on every rank).
 pids=()
 for v in "${victims[@]}"; do
     for _ in $(seq 1 600); do
